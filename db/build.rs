@@ -1,0 +1,5 @@
+//! Rebuilds the crate when a migration file changes: `include_dir!` embeds
+//! `migrations/` but does not tell cargo to watch it on stable Rust.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}

@@ -1,0 +1,2 @@
+DROP TABLE agent_states;
+DROP TABLE agents;

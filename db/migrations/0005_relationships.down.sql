@@ -1,0 +1,2 @@
+DROP TABLE agent_character_relationships;
+DROP TABLE agent_relationships;

@@ -1,0 +1,2 @@
+DROP TABLE agent_plans;
+DROP TABLE agent_schedules;

@@ -1,0 +1,3 @@
+DROP TABLE knowledge;
+DROP TABLE group_members;
+DROP TABLE groups;

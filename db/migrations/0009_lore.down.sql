@@ -1,0 +1,2 @@
+DROP TABLE lore_chunks;
+DROP TABLE lore_documents;

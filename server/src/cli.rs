@@ -1,0 +1,290 @@
+//! The `hearth` command line: flags and subcommands (clap), and what each
+//! subcommand does. Command output goes to the writer it is given (stdout in
+//! the binary); logs go through `tracing`. Touches the database only through
+//! `hearth-db`.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use hearth_db::check::{self, CheckError};
+use hearth_db::connect::{self, DatabaseTarget};
+use hearth_db::migrate::{self, MigrationState};
+use hearth_db::{DbError, Migrations};
+use tokio_postgres::Client;
+
+use crate::serve::{self, ServeError, ServeOptions};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A game server for worlds of generative agents"
+)]
+pub struct Cli {
+    /// PostgreSQL connection string (URL or key=value). Unset: Hearth runs its
+    /// own cluster under <HOME>/pg.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for Hearth's local state; the embedded cluster lives in <HOME>/pg.
+    #[arg(long, env = "HEARTH_HOME", default_value = ".hearth", global = true)]
+    pub home: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: migrate the database, open the world, serve until stopped.
+    Serve(ServeArgs),
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The world to run (its slug).
+    #[arg(long, default_value = "valley")]
+    pub world: String,
+    /// Do not apply pending migrations; refuse to start if any are pending.
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Maximum database connections.
+    #[arg(long, default_value_t = 16)]
+    pub db_pool_size: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending migrations (all, or up to --to).
+    Migrate {
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+    },
+    /// Roll back migrations: the newest one, or every one above --to (0: all).
+    Rollback {
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+    },
+    /// List every migration and whether it is applied.
+    Status,
+    /// Check the server, pgvector and migrations; exit non-zero on a problem.
+    Check,
+    /// Clear the dirty mark of a migration finished by hand.
+    Repair {
+        #[arg(long, value_name = "VERSION")]
+        version: i64,
+    },
+    /// Stop the embedded PostgreSQL cluster.
+    Stop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<DbError> for CliError {
+    fn from(e: DbError) -> Self {
+        CliError::Check(CheckError::from(e))
+    }
+}
+
+impl CliError {
+    /// The exit code: `db check`'s codes for database problems (see
+    /// docs/database.md), 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Check(e) => e.exit_code(),
+            CliError::Serve(ServeError::Check(e)) => e.exit_code(),
+            CliError::Usage(_) => 2,
+            CliError::Serve(_) | CliError::Io(_) => 1,
+        }
+    }
+}
+
+/// Runs one command. `shutdown` stops `serve`; other commands ignore it.
+pub async fn run(
+    cli: Cli,
+    out: &mut (dyn Write + Send),
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), CliError> {
+    let target = DatabaseTarget::resolve(cli.database_url.as_deref(), &cli.home)?;
+    let migrations = Migrations::embedded().map_err(DbError::from)?;
+    match cli.command {
+        Command::Serve(args) => {
+            let options = ServeOptions {
+                world: args.world,
+                migrate: !args.no_migrate,
+                pool_size: args.db_pool_size,
+                ..ServeOptions::default()
+            };
+            serve::run(&target, &migrations, options, shutdown).await?;
+        }
+        Command::Db(cmd) => db(cmd, &target, &migrations, out).await?,
+    }
+    Ok(())
+}
+
+/// Connects with `db check`'s diagnosis of connection failures.
+pub async fn connect_checked(target: &DatabaseTarget) -> Result<Client, CheckError> {
+    let config = target.config().await?;
+    connect::connect(&config)
+        .await
+        .map_err(|e| check::connect_error(&connect::describe(&config), &e))
+}
+
+async fn db(
+    cmd: DbCommand,
+    target: &DatabaseTarget,
+    migrations: &Migrations,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    match cmd {
+        DbCommand::Check => {
+            let report = check::check_target(target, migrations).await?;
+            writeln!(out, "{report}")?;
+            writeln!(out, "ok")?;
+        }
+        DbCommand::Status => {
+            let client = connect_checked(target).await?;
+            let rows = migrate::status(&client, migrations).await?;
+            writeln!(out, "database: {}", target.describe())?;
+            writeln!(
+                out,
+                "{:<8} {:<22} {:<22} applied at",
+                "version", "name", "state"
+            )?;
+            for r in &rows {
+                let at = r
+                    .applied_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<8} {:<22} {:<22} {at}",
+                    format!("{:04}", r.version),
+                    r.name,
+                    r.state.to_string()
+                )?;
+            }
+            let current = migrate::current_version(&rows);
+            let pending = rows
+                .iter()
+                .filter(|r| r.state == MigrationState::Pending)
+                .count();
+            writeln!(
+                out,
+                "at version {current} of {}; {pending} pending",
+                migrations.latest()
+            )?;
+        }
+        DbCommand::Migrate { to } => {
+            let mut client = connect_checked(target).await?;
+            let applied = migrate::migrate(&mut client, migrations, to).await?;
+            report_versions(out, migrations, &applied, "applied")?;
+            let rows = migrate::status(&client, migrations).await?;
+            writeln!(
+                out,
+                "database at version {}",
+                migrate::current_version(&rows)
+            )?;
+        }
+        DbCommand::Rollback { to } => {
+            let mut client = connect_checked(target).await?;
+            let current = migrate::current_version(&migrate::status(&client, migrations).await?);
+            let to = to.unwrap_or((current - 1).max(0));
+            if to > current {
+                return Err(CliError::Usage(format!(
+                    "cannot roll back to {to}: the database is at version {current}"
+                )));
+            }
+            let undone = migrate::rollback(&mut client, migrations, to).await?;
+            report_versions(out, migrations, &undone, "rolled back")?;
+            writeln!(out, "database at version {to}")?;
+        }
+        DbCommand::Repair { version } => {
+            let client = connect_checked(target).await?;
+            if migrate::mark_clean(&client, version).await? {
+                writeln!(out, "migration {version} marked clean")?;
+            } else {
+                return Err(CliError::Usage(format!("migration {version} is not dirty")));
+            }
+        }
+        DbCommand::Stop => match target {
+            DatabaseTarget::Embedded(cluster) => {
+                let was_running = cluster.stop().await.map_err(DbError::from)?;
+                let verb = if was_running {
+                    "stopped"
+                } else {
+                    "was not running"
+                };
+                writeln!(
+                    out,
+                    "embedded cluster at {} {verb}",
+                    cluster.root().display()
+                )?;
+            }
+            DatabaseTarget::Url(_) => {
+                return Err(CliError::Usage(
+                    "DATABASE_URL is set: hearth only stops its own embedded cluster".into(),
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
+fn report_versions(
+    out: &mut (dyn Write + Send),
+    migrations: &Migrations,
+    versions: &[i64],
+    verb: &str,
+) -> std::io::Result<()> {
+    if versions.is_empty() {
+        return writeln!(out, "nothing to do");
+    }
+    for v in versions {
+        let name = migrations.get(*v).map_or("?", |m| m.name.as_str());
+        writeln!(out, "{verb} {v:04} {name}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn db_subcommands_parse() {
+        let cli = Cli::try_parse_from(["hearth", "db", "rollback", "--to", "0"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Db(DbCommand::Rollback { to: Some(0) })
+        ));
+        assert!(Cli::try_parse_from(["hearth", "db", "rollback", "--to", "x"]).is_err());
+        assert!(Cli::try_parse_from(["hearth", "db", "explode"]).is_err());
+    }
+}

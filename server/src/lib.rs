@@ -1,0 +1,14 @@
+//! Hearth: a game server for worlds whose characters are generative agents.
+//!
+//! # Layout
+//! - [`cli`]: the `hearth` command line (clap) and what each command does.
+//! - [`serve`]: `hearth serve`, the long-running server.
+//! - [`shutdown`]: the signals that stop it gracefully.
+//! - [`telemetry`]: logging setup.
+//!
+//! The database lives in the `hearth-db` crate; this crate never writes SQL.
+
+pub mod cli;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;
