@@ -32,7 +32,7 @@ CREATE TABLE agent_memories (
         OR (embedding IS NOT NULL AND vector_dims(embedding) = embedding_dim)),
     FOREIGN KEY (world_id, agent_id) REFERENCES agents (world_id, id) ON DELETE CASCADE,
     CONSTRAINT agent_memories_world_embedding_dim_fkey FOREIGN KEY (world_id, embedding_dim)
-        REFERENCES worlds (id, embedding_dim)
+        REFERENCES worlds (id, embedding_dim) ON DELETE CASCADE
 );
 CREATE INDEX agent_memories_agent_created_idx ON agent_memories (agent_id, created_game_time);
 CREATE INDEX agent_memories_agent_kind_created_idx ON agent_memories (agent_id, kind, created_game_time);

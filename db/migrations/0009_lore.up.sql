@@ -28,7 +28,7 @@ CREATE TABLE lore_chunks (
         OR (embedding IS NOT NULL AND vector_dims(embedding) = embedding_dim)),
     FOREIGN KEY (world_id, document_id) REFERENCES lore_documents (world_id, id) ON DELETE CASCADE,
     CONSTRAINT lore_chunks_world_embedding_dim_fkey FOREIGN KEY (world_id, embedding_dim)
-        REFERENCES worlds (id, embedding_dim)
+        REFERENCES worlds (id, embedding_dim) ON DELETE CASCADE
 );
 CREATE INDEX lore_chunks_tsv_idx ON lore_chunks USING gin (tsv);
 CREATE INDEX lore_chunks_world_idx ON lore_chunks (world_id);

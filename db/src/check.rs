@@ -134,7 +134,7 @@ pub fn connect_error(target: &str, err: &tokio_postgres::Error) -> CheckError {
     match err.as_db_error() {
         None => CheckError::Unreachable {
             target,
-            reason: err.to_string(),
+            reason: crate::error::describe_postgres(err),
         },
         Some(db) => {
             let reason = db.message().to_owned();
@@ -152,6 +152,13 @@ pub fn connect_error(target: &str, err: &tokio_postgres::Error) -> CheckError {
 }
 
 /// Parses "0.8.0" (or "0.5") into a comparable triple.
+///
+/// ```
+/// use hearth_db::check::parse_version;
+/// assert_eq!(parse_version("0.8.0"), Some((0, 8, 0)));
+/// assert_eq!(parse_version("0.5"), Some((0, 5, 0)));
+/// assert_eq!(parse_version("vector"), None);
+/// ```
 pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
     let mut parts = v.trim().split('.').map(|p| {
         p.chars()
@@ -166,6 +173,11 @@ pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
 }
 
 /// Whether a pgvector version has HNSW indexes.
+///
+/// ```
+/// assert!(hearth_db::check::pgvector_supports_hnsw("0.8.0"));
+/// assert!(!hearth_db::check::pgvector_supports_hnsw("0.4.4"));
+/// ```
 pub fn pgvector_supports_hnsw(version: &str) -> bool {
     parse_version(version).is_some_and(|v| v >= PGVECTOR_MIN)
 }

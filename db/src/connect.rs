@@ -20,7 +20,7 @@ pub type Pool = deadpool_postgres::Pool;
 #[derive(Debug, Clone)]
 pub enum DatabaseTarget {
     /// A server named by `DATABASE_URL` (URL or `key=value` form).
-    Url(Config),
+    Url(Box<Config>),
     /// The project-local cluster under `<home>/pg`.
     Embedded(EmbeddedCluster),
 }
@@ -42,7 +42,7 @@ impl DatabaseTarget {
                 if config.get_application_name().is_none() {
                     config.application_name("hearth");
                 }
-                Ok(Self::Url(config))
+                Ok(Self::Url(Box::new(config)))
             }
             None => Ok(Self::Embedded(EmbeddedCluster::new(home))),
         }
@@ -51,7 +51,7 @@ impl DatabaseTarget {
     /// The connection settings, starting the embedded cluster if needed.
     pub async fn config(&self) -> Result<Config, DbError> {
         match self {
-            Self::Url(config) => Ok(config.clone()),
+            Self::Url(config) => Ok((**config).clone()),
             Self::Embedded(cluster) => Ok(cluster.ensure_running(crate::cluster::DATABASE).await?),
         }
     }

@@ -53,8 +53,34 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database pool configuration: {0}")]
     PoolBuild(#[from] deadpool_postgres::BuildError),
-    #[error("database: {0}")]
+    #[error("database: {}", describe_postgres(.0))]
     Postgres(tokio_postgres::Error),
+}
+
+/// PostgreSQL's own message (with detail and hint) where there is one:
+/// `tokio_postgres::Error` alone displays only "db error".
+pub fn describe_postgres(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for DbError {

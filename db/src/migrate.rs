@@ -109,6 +109,17 @@ impl Migrations {
 
     /// Builds a set from `(file name, contents)` pairs named
     /// `NNNN_name.up.sql` / `NNNN_name.down.sql`; other files are ignored.
+    ///
+    /// ```
+    /// use hearth_db::Migrations;
+    /// let files = [
+    ///     ("0001_start.up.sql", "CREATE TABLE t (id int);"),
+    ///     ("0001_start.down.sql", "DROP TABLE t;"),
+    /// ];
+    /// let set = Migrations::from_sources(files.map(|(n, t)| (n.to_owned(), t.to_owned())))?;
+    /// assert_eq!(set.latest(), 1);
+    /// # Ok::<(), hearth_db::MigrationError>(())
+    /// ```
     pub fn from_sources(
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, MigrationError> {

@@ -24,6 +24,13 @@ pub struct World {
 
 /// The typed expression a similarity query must order by to use the HNSW
 /// index of this dimension, e.g. `vector(384)`; `None` when no index fits.
+///
+/// ```
+/// use hearth_db::worlds::index_cast;
+/// assert_eq!(index_cast(384).as_deref(), Some("vector(384)"));
+/// assert_eq!(index_cast(3072).as_deref(), Some("halfvec(3072)"));
+/// assert_eq!(index_cast(8192), None);
+/// ```
 pub fn index_cast(dim: i32) -> Option<String> {
     match dim {
         1..=HNSW_MAX_VECTOR => Some(format!("vector({dim})")),
