@@ -11,6 +11,9 @@
 //! Layout of `<home>/pg`:
 //! - `data/`      the cluster (owned by the server's user)
 //! - `log/`       the server log, `postgres.log`
+//! - `server-dir` present only when the `postgres` user cannot enter this
+//!   directory (e.g. a checkout under a mode-0700 parent): then `data/` and
+//!   `log/` live in the server-owned directory it names, under `/var/tmp`.
 //! - `password`   the `hearth` role's password (mode 0600)
 //! - `port`       the TCP port chosen at creation
 //! - `lock`       serialises creation and start across processes
@@ -26,7 +29,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio_postgres::NoTls;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// The role and database the embedded cluster serves.
 pub const ROLE: &str = "hearth";
@@ -196,6 +199,28 @@ impl ServerUser {
         })
     }
 
+    /// Whether this user may enter `dir` and every directory above it, judged
+    /// from owner and mode bits (supplementary groups are not counted).
+    fn can_traverse(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some((uid, gid)) = self.ids else {
+            return true;
+        };
+        dir.ancestors().all(|d| {
+            let Ok(meta) = fs::metadata(d) else {
+                return false;
+            };
+            let mode = meta.mode();
+            if meta.uid() == uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        })
+    }
+
     fn chown(&self, path: &Path) -> Result<(), ClusterError> {
         if let Some((uid, gid)) = self.ids {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_err(path))?;
@@ -233,8 +258,37 @@ impl EmbeddedCluster {
         &self.root
     }
 
-    fn data(&self) -> PathBuf {
-        self.root.join("data")
+    /// Where `data/` and `log/` live: `root` itself, unless the server user
+    /// cannot reach it (see the module docs).
+    fn server_base(&self, root: &Path, user: &ServerUser) -> Result<PathBuf, ClusterError> {
+        let marker = root.join("server-dir");
+        if let Ok(text) = fs::read_to_string(&marker) {
+            return Ok(PathBuf::from(text.trim()));
+        }
+        if user.can_traverse(root) {
+            return Ok(root.to_path_buf());
+        }
+        let hash = Sha256::digest(root.as_os_str().as_encoded_bytes());
+        let tag: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let base = PathBuf::from("/var/tmp").join(format!("hearth-pg-{tag}"));
+        fs::create_dir_all(&base).map_err(io_err(&base))?;
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).map_err(io_err(&base))?;
+        user.chown(&base)?;
+        fs::write(&marker, base.display().to_string()).map_err(io_err(&marker))?;
+        warn!(
+            dir = %root.display(),
+            server_dir = %base.display(),
+            user = %user.name,
+            "the PostgreSQL user cannot enter the project directory; keeping the cluster's files in the server directory"
+        );
+        Ok(base)
+    }
+
+    /// The directory holding the cluster's `data/` and `log/`.
+    pub fn server_dir(&self) -> PathBuf {
+        fs::read_to_string(self.root.join("server-dir"))
+            .map(|t| PathBuf::from(t.trim()))
+            .unwrap_or_else(|_| self.root.clone())
     }
 
     /// Creates the cluster if needed, starts it if it is not running, makes
@@ -296,13 +350,14 @@ impl EmbeddedCluster {
         install: &PgInstall,
         user: &ServerUser,
     ) -> Result<(u16, String), ClusterError> {
-        let data = root.join("data");
-        let log_dir = root.join("log");
+        let base = self.server_base(root, user)?;
+        let data = base.join("data");
+        let log_dir = base.join("log");
         let password_file = root.join("password");
         let port_file = root.join("port");
 
         if !data.join("PG_VERSION").is_file() {
-            self.init(root, install, user).await?;
+            self.init(root, &base, install, user).await?;
         }
         let password = fs::read_to_string(&password_file)
             .map_err(io_err(&password_file))?
@@ -338,7 +393,7 @@ impl EmbeddedCluster {
         let options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
         let out = user
-            .command(&install.bin.join("pg_ctl"), root)
+            .command(&install.bin.join("pg_ctl"), &base)
             .arg("start")
             .arg("-w")
             .args(["-t", "60"])
@@ -358,11 +413,12 @@ impl EmbeddedCluster {
     async fn init(
         &self,
         root: &Path,
+        base: &Path,
         install: &PgInstall,
         user: &ServerUser,
     ) -> Result<(), ClusterError> {
-        let data = root.join("data");
-        let log_dir = root.join("log");
+        let data = base.join("data");
+        let log_dir = base.join("log");
         info!(dir = %data.display(), pg = %install.major, user = %user.name, "creating embedded PostgreSQL cluster");
         // A half-made cluster from an interrupted run is started over.
         if data.exists() {
@@ -380,12 +436,12 @@ impl EmbeddedCluster {
         let password_file = root.join("password");
         write_private(&password_file, &password)?;
         // initdb reads the password from a file its own user can read.
-        let pwfile = root.join("initdb.pw");
+        let pwfile = base.join("initdb.pw");
         write_private(&pwfile, &password)?;
         user.chown(&pwfile)?;
 
         let out = user
-            .command(&install.bin.join("initdb"), root)
+            .command(&install.bin.join("initdb"), base)
             .arg("-D")
             .arg(&data)
             .args(["-U", ROLE, "-E", "UTF8", "--locale=C.UTF-8"])
@@ -405,14 +461,15 @@ impl EmbeddedCluster {
 
     /// Stops the cluster if it runs. Returns whether it was running.
     pub async fn stop(&self) -> Result<bool, ClusterError> {
-        let data = self.data();
+        let base = self.server_dir();
+        let data = base.join("data");
         if running_port(&data).is_none() {
             return Ok(false);
         }
         let install = PgInstall::find()?;
         let user = ServerUser::resolve()?;
         let out = user
-            .command(&install.bin.join("pg_ctl"), &self.root)
+            .command(&install.bin.join("pg_ctl"), &base)
             .args(["stop", "-w", "-m", "fast", "-D"])
             .arg(&data)
             .output()

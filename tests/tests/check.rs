@@ -1,7 +1,10 @@
 //! `hearth db check` and the CLI's database commands against real servers:
 //! each failure mode has its own message and exit code.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 use clap::Parser;
 use hearth::cli::{self, Cli};

@@ -1,7 +1,10 @@
 //! The schema rejects bad values with the constraint named in the error, and
 //! keeps every world's rows to itself.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 use hearth_db::{DbError, worlds};
 use hearth_tests::TestDb;

@@ -1,7 +1,10 @@
 //! Migrations against a real PostgreSQL: round trips, checksums, dirty
 //! marks, failed scripts and concurrent runners.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 use hearth_db::migrate::{self, MigrationError, MigrationState};
 use hearth_db::{DbError, Migrations};

@@ -1,7 +1,10 @@
 //! pgvector: the HNSW index answers nearest-neighbour queries over
 //! reflections, and worlds of other dimensions get indexes of their own.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 use hearth_db::worlds;
 use hearth_tests::TestDb;
