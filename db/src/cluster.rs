@@ -326,7 +326,7 @@ impl EmbeddedCluster {
         let mut config = self.config(port, &password);
         let mut admin = config.clone();
         admin.dbname("postgres");
-        ensure_database(&admin, &config).await?;
+        ensure_database(&admin, &config, &self.root).await?;
         config.dbname(database);
         Ok(config)
     }
@@ -560,10 +560,11 @@ fn pick_port(root: &Path) -> Result<u16, ClusterError> {
 async fn ensure_database(
     admin: &tokio_postgres::Config,
     config: &tokio_postgres::Config,
+    dir: &Path,
 ) -> Result<(), ClusterError> {
     let setup = |e: tokio_postgres::Error| ClusterError::Setup {
-        dir: String::new(),
-        detail: e.to_string(),
+        dir: dir.display().to_string(),
+        detail: crate::error::describe_postgres(&e),
     };
     let name = config.get_dbname().unwrap_or(DATABASE).to_owned();
     let (client, conn) = admin.connect(NoTls).await.map_err(setup)?;
