@@ -3,7 +3,7 @@
 //! indexes on `agent_memories` (reflections only) and `lore_chunks`.
 
 use tokio_postgres::Client;
-use tracing::{info, instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use crate::DbError;
 
@@ -110,19 +110,38 @@ pub async fn ensure_vector_indexes(client: &Client, dim: i32) -> Result<(), DbEr
     } else {
         "vector_cosine_ops"
     };
-    let statements = [
-        format!(
-            "CREATE INDEX IF NOT EXISTS agent_memories_reflection_hnsw_{dim} ON agent_memories \
-             USING hnsw ((embedding::{cast}) {ops}) WITH (m = 16, ef_construction = 64) \
-             WHERE kind = 'reflection' AND embedding_dim = {dim}"
+    let wanted = [
+        (
+            format!("agent_memories_reflection_hnsw_{dim}"),
+            format!(
+                "CREATE INDEX IF NOT EXISTS agent_memories_reflection_hnsw_{dim} ON agent_memories \
+                 USING hnsw ((embedding::{cast}) {ops}) WITH (m = 16, ef_construction = 64) \
+                 WHERE kind = 'reflection' AND embedding_dim = {dim}"
+            ),
         ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS lore_chunks_hnsw_{dim} ON lore_chunks \
-             USING hnsw ((embedding::{cast}) {ops}) WITH (m = 16, ef_construction = 64) \
-             WHERE embedding_dim = {dim}"
+        (
+            format!("lore_chunks_hnsw_{dim}"),
+            format!(
+                "CREATE INDEX IF NOT EXISTS lore_chunks_hnsw_{dim} ON lore_chunks \
+                 USING hnsw ((embedding::{cast}) {ops}) WITH (m = 16, ef_construction = 64) \
+                 WHERE embedding_dim = {dim}"
+            ),
         ),
     ];
-    for sql in &statements {
+    let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+    let existing: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY($1)",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (name, sql) in &wanted {
+        if existing.contains(name) {
+            continue;
+        }
         if let Err(e) = client.batch_execute(sql).await {
             // two processes creating the same index: the loser sees a duplicate
             if e.code() != Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
@@ -130,7 +149,7 @@ pub async fn ensure_vector_indexes(client: &Client, dim: i32) -> Result<(), DbEr
             }
         }
     }
-    info!(dim, cast, "vector indexes ready");
+    debug!(dim, cast, "vector indexes ready");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the `hearth` command line (clap) and what each command does.
+//! - [`content`]: agent files and Tiled maps: formats, validation, the compiled [`content::Content`].
 //! - [`serve`]: `hearth serve`, the long-running server.
 //! - [`shutdown`]: the signals that stop it gracefully.
 //! - [`telemetry`]: logging setup.
@@ -9,6 +10,7 @@
 //! The database lives in the `hearth-db` crate; this crate never writes SQL.
 
 pub mod cli;
+pub mod content;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
