@@ -14,8 +14,11 @@ use hearth_db::migrate::{self, MigrationState};
 use hearth_db::{DbError, Migrations};
 use tokio_postgres::Client;
 
+use crate::content::{agent, validate};
 use crate::serve::{self, ServeError, ServeOptions};
+use crate::simulate;
 use crate::telemetry::LogFormat;
+use crate::world::SimConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,11 +46,69 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: migrate the database, open the world, serve until stopped.
+    /// Run the server: load the content, migrate the database, run the world until stopped.
     Serve(ServeArgs),
+    /// Run the world headless (no database, no network) and print a report.
+    Simulate(SimulateArgs),
+    /// Check agent files and maps; report every problem with file:line:col.
+    Validate {
+        /// Agent files (.json), maps (.tmj) or directories; default: the demo world.
+        paths: Vec<PathBuf>,
+        /// The map to check agents against when no map is among PATHS.
+        #[arg(long, default_value = DEFAULT_MAP)]
+        map: PathBuf,
+    },
+    /// Print the JSON Schema of a content file format.
+    Schema {
+        #[arg(value_enum)]
+        kind: SchemaKind,
+    },
     /// Database administration.
     #[command(subcommand)]
     Db(DbCommand),
+}
+
+/// The demo world's content, relative to the working directory.
+pub const DEFAULT_AGENTS: &str = "agents";
+pub const DEFAULT_MAP: &str = "assets/maps/valley.tmj";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    Agent,
+    Map,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Table,
+}
+
+/// Where the world's content comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ContentArgs {
+    /// Directory of agent files.
+    #[arg(long, default_value = DEFAULT_AGENTS)]
+    pub agents: PathBuf,
+    /// Tiled map (.tmj).
+    #[arg(long, default_value = DEFAULT_MAP)]
+    pub map: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Ticks to run (at 10 Hz and 1 game minute per second, 14400 ticks are a game day).
+    #[arg(long, default_value_t = 600)]
+    pub ticks: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Replace the content with N generated agents on a generated map.
+    #[arg(long, value_name = "N")]
+    pub synthetic_agents: Option<usize>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub report: ReportFormat,
+    #[command(flatten)]
+    pub content: ContentArgs,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +116,19 @@ pub struct ServeArgs {
     /// The world to run (its slug).
     #[arg(long, default_value = "valley")]
     pub world: String,
+    #[command(flatten)]
+    pub content: ContentArgs,
+    /// Run without a database: nothing is persisted.
+    #[arg(long)]
+    pub no_db: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Ticks per second.
+    #[arg(long, default_value_t = 10)]
+    pub tick_rate: u32,
+    /// Game minutes per real second.
+    #[arg(long, default_value_t = 1)]
+    pub time_scale: u32,
     /// Do not apply pending migrations; refuse to start if any are pending.
     #[arg(long)]
     pub no_migrate: bool,
@@ -96,6 +170,9 @@ pub enum CliError {
     Serve(#[from] ServeError),
     #[error("{0}")]
     Usage(String),
+    /// Content with problems; the report lists them.
+    #[error("{0}")]
+    Content(validate::Report),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -114,6 +191,7 @@ impl CliError {
             CliError::Check(e) => e.exit_code(),
             CliError::Serve(ServeError::Check(e)) => e.exit_code(),
             CliError::Usage(_) => 2,
+            CliError::Content(_) => 1,
             CliError::Serve(_) | CliError::Io(_) => 1,
         }
     }
@@ -125,19 +203,68 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CliError> {
-    let target = DatabaseTarget::resolve(cli.database_url.as_deref(), &cli.home)?;
-    let migrations = Migrations::embedded().map_err(DbError::from)?;
+    let database = || -> Result<(DatabaseTarget, Migrations), CliError> {
+        let target = DatabaseTarget::resolve(cli.database_url.as_deref(), &cli.home)?;
+        let migrations = Migrations::embedded().map_err(DbError::from)?;
+        Ok((target, migrations))
+    };
     match cli.command {
         Command::Serve(args) => {
+            let content = validate::load(&args.content.agents, &args.content.map).map_err(CliError::Content)?;
+            let sim = SimConfig {
+                seed: args.seed,
+                tick_rate: args.tick_rate,
+                game_minutes_per_second: args.time_scale,
+                ..SimConfig::default()
+            };
             let options = ServeOptions {
                 world: args.world,
                 migrate: !args.no_migrate,
                 pool_size: args.db_pool_size,
                 ..ServeOptions::default()
             };
-            serve::run(&target, &migrations, options, shutdown).await?;
+            let db = if args.no_db { None } else { Some(database()?) };
+            serve::run(db.as_ref().map(|(t, m)| (t, m)), content, sim, options, shutdown).await?;
         }
-        Command::Db(cmd) => db(cmd, &target, &migrations, out).await?,
+        Command::Simulate(args) => {
+            let content = match args.synthetic_agents {
+                Some(n) => crate::content::synthetic::world(n, args.seed),
+                None => validate::load(&args.content.agents, &args.content.map).map_err(CliError::Content)?,
+            };
+            let config = SimConfig {
+                seed: args.seed,
+                ..SimConfig::default()
+            };
+            // CPU-bound and alone on this runtime: the command has nothing else to do meanwhile
+            let report = simulate::run(content, config, args.ticks);
+            match args.report {
+                ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+                ReportFormat::Table => writeln!(out, "{report}")?,
+            }
+        }
+        Command::Validate { paths, map } => {
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from(DEFAULT_AGENTS), map.clone()]
+            } else {
+                paths
+            };
+            let report = validate::validate_paths(&paths, &map);
+            if !report.is_ok() {
+                return Err(CliError::Content(report));
+            }
+            writeln!(out, "{report}")?;
+        }
+        Command::Schema { kind } => {
+            let schema = match kind {
+                SchemaKind::Agent => agent::schema(),
+                SchemaKind::Map => validate::map_schema(),
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&schema).unwrap_or_default())?;
+        }
+        Command::Db(cmd) => {
+            let (target, migrations) = database()?;
+            db(cmd, &target, &migrations, out).await?;
+        }
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! - [`content`]: agent files and Tiled maps: formats, validation, the compiled [`content::Content`].
 //! - [`serve`]: `hearth serve`, the long-running server.
 //! - [`shutdown`]: the signals that stop it gracefully.
+//! - [`simulate`]: `hearth simulate`, the headless run and its report.
 //! - [`telemetry`]: logging setup.
+//! - [`world`]: the `bevy_ecs` simulation of agents.
 //!
 //! The database lives in the `hearth-db` crate; this crate never writes SQL.
 
@@ -13,4 +15,6 @@ pub mod cli;
 pub mod content;
 pub mod serve;
 pub mod shutdown;
+pub mod simulate;
 pub mod telemetry;
+pub mod world;

@@ -1,0 +1,467 @@
+//! The living world: a `bevy_ecs` World of agents ticked at a fixed step by
+//! one [`Schedule`] whose systems run in named sets, in this order:
+//! inbound → clock → schedule → plan → path → move → perceive → converse →
+//! relate → needs → outbound. Systems never do I/O and never block; the
+//! world talks to the outside only through its [`Inbox`] and [`Outbox`].
+//!
+//! ```
+//! use hearth::content::synthetic;
+//! use hearth::world::{Sim, SimConfig};
+//!
+//! let content = synthetic::world(50, 7);
+//! let mut sim = Sim::new(content, SimConfig { seed: 7, ..SimConfig::default() });
+//! for _ in 0..100 {
+//!     sim.step();
+//! }
+//! assert_eq!(sim.clock().tick, 100);
+//! let hash = sim.state_hash();
+//! assert_eq!(hash.len(), 64);
+//! ```
+//!
+//! # Layout
+//! - [`components`]: what an agent is made of; [`clock`]: game time;
+//!   [`rng`]: the one seeded source of randomness.
+//! - [`schedule`], [`plan`], [`path`], [`movement`], [`perception`],
+//!   [`conversation`], [`relationship`], [`needs`]: one system each (or two).
+//! - [`mind`]: the [`Mind`](mind::Mind) trait and the rule-based mind.
+//! - [`events`]: inbound commands and outbound events.
+//! - [`runner`]: the world on its own thread at a fixed tick rate.
+
+pub mod clock;
+pub mod components;
+pub mod conversation;
+pub mod events;
+pub mod mind;
+pub mod movement;
+pub mod needs;
+pub mod path;
+pub mod perception;
+pub mod plan;
+pub mod relationship;
+pub mod rng;
+pub mod runner;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::SingleThreadedExecutor;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use self::clock::GameClock;
+use self::components::*;
+use self::conversation::Conversations;
+pub use self::events::{Command, Inbox, Outbox, WorldEvent};
+use self::mind::{Mind, RuleMind};
+use self::path::PathQueue;
+use self::perception::{SpatialGrid, TalkCandidates};
+use self::relationship::RelationDeltas;
+use self::rng::{Purpose, WorldRng};
+use crate::content::{AgentDef, Content, WorldMap};
+
+/// The stages of a tick, run in this order.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimSet {
+    Inbound,
+    Clock,
+    Schedule,
+    Plan,
+    Path,
+    Move,
+    Perceive,
+    Converse,
+    Relate,
+    Needs,
+    Outbound,
+}
+
+/// Tunables of the simulation, with the defaults of the demo world.
+#[derive(Debug, Clone, Resource, Serialize)]
+pub struct SimConfig {
+    /// Ticks per real second.
+    pub tick_rate: u32,
+    /// Game minutes per real second.
+    pub game_minutes_per_second: u32,
+    /// Minute of day 0 (a Monday) the world starts at.
+    pub start_minute: u32,
+    pub seed: u64,
+    /// Path searches per tick; the rest wait their turn.
+    pub path_budget: usize,
+    /// Walking speed, tiles per game minute.
+    pub walk_speed: f32,
+    /// Vision radius in tiles (Generative Agents: 4).
+    pub vision_radius: f32,
+    /// How many of the nearest agents are attended to (Generative Agents: 3).
+    pub attention: usize,
+    /// An agent looks around once every this many ticks.
+    pub perceive_every: u32,
+    /// The same agent doing the same thing is not perceived again within this.
+    pub repeat_window_minutes: u32,
+    /// Agents this close may start talking.
+    pub talk_radius: f32,
+    pub max_group: usize,
+    pub max_turns: u32,
+    /// Ticks between two lines of a conversation.
+    pub ticks_per_line: u32,
+    /// Game minutes before the same pair talks again.
+    pub pair_cooldown_minutes: u32,
+    /// Emit activity, plan, arrival and sleep events (off for load tests).
+    pub emit_activity_events: bool,
+    /// Emit perception events.
+    pub emit_perception_events: bool,
+    /// Events kept when nobody drains the outbox; the oldest are dropped.
+    pub max_outbox: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tick_rate: 10,
+            game_minutes_per_second: 1,
+            start_minute: 6 * 60,
+            seed: 1,
+            path_budget: 64,
+            walk_speed: 12.0,
+            vision_radius: 4.0,
+            attention: 3,
+            perceive_every: 10,
+            repeat_window_minutes: 30,
+            talk_radius: 2.5,
+            max_group: 4,
+            max_turns: 12,
+            ticks_per_line: 10,
+            pair_cooldown_minutes: 180,
+            emit_activity_events: true,
+            emit_perception_events: true,
+            max_outbox: 1_000_000,
+        }
+    }
+}
+
+/// The agents' static definitions, indexed by [`AgentIdx`].
+#[derive(Debug, Clone, Resource)]
+pub struct Defs {
+    pub agents: Arc<Vec<AgentDef>>,
+}
+
+#[derive(Debug, Clone, Resource)]
+pub struct MapRes(pub Arc<WorldMap>);
+
+#[derive(Clone, Resource)]
+pub struct MindRes(pub Arc<dyn Mind>);
+
+impl std::fmt::Debug for MindRes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MindRes")
+    }
+}
+
+/// Entity of each agent, by [`AgentIdx`].
+#[derive(Debug, Clone, Default, Resource)]
+pub struct AgentIndex(pub Vec<Entity>);
+
+/// Counters since the world started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Resource, Serialize)]
+pub struct Stats {
+    pub activity_changes: u64,
+    pub plans_made: u64,
+    pub path_searches: u64,
+    pub path_failures: u64,
+    pub path_blocked: u64,
+    pub path_queue_max: u64,
+    pub arrivals: u64,
+    pub perceptions: u64,
+    pub conversations_started: u64,
+    pub group_conversations: u64,
+    pub conversations_ended: u64,
+    pub lines: u64,
+    pub relationship_changes: u64,
+    pub shared_activity: u64,
+    pub events_dropped: u64,
+}
+
+/// Keeps the outbox bounded when nobody drains it.
+fn bound_outbox(config: Res<SimConfig>, mut outbox: ResMut<Outbox>, mut stats: ResMut<Stats>) {
+    let len = outbox.events.len();
+    if len > config.max_outbox {
+        let excess = len - config.max_outbox;
+        outbox.events.drain(..excess);
+        stats.events_dropped += excess as u64;
+    }
+}
+
+/// A world and the schedule that ticks it.
+pub struct Sim {
+    world: World,
+    schedule: Schedule,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("tick", &self.clock().tick).finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// A world of `content` thinking with the rule-based mind.
+    pub fn new(content: Content, config: SimConfig) -> Self {
+        Self::with_mind(content, config, Arc::new(RuleMind))
+    }
+
+    pub fn with_mind(content: Content, config: SimConfig, mind: Arc<dyn Mind>) -> Self {
+        let mut world = World::new();
+        let rng = WorldRng::new(config.seed);
+        let clock = GameClock::new(config.tick_rate, config.game_minutes_per_second, config.start_minute);
+        let agents = Arc::new(content.agents);
+        let map = Arc::new(content.map);
+        let by_slug: std::collections::HashMap<&str, u32> =
+            agents.iter().enumerate().map(|(i, a)| (a.file.id.as_str(), i as u32)).collect();
+
+        let mut entities = Vec::with_capacity(agents.len());
+        for (i, def) in agents.iter().enumerate() {
+            let idx = i as u32;
+            let start = map.location(def.start);
+            let tile = if start.walkable.is_empty() {
+                start.rect.center()
+            } else {
+                start.walkable[(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
+            };
+            let mut rels: Vec<Relationship> = def
+                .file
+                .relationships
+                .iter()
+                .filter_map(|r| {
+                    by_slug.get(r.target.as_str()).map(|&t| Relationship {
+                        target: t,
+                        kind: r.kind.clone(),
+                        affection: r.affection.clamp(-100.0, 100.0),
+                        trust: r.trust.clamp(0.0, 100.0),
+                        interactions: 0,
+                        last_interaction: None,
+                    })
+                })
+                .collect();
+            rels.sort_by_key(|r| r.target);
+            rels.dedup_by_key(|r| r.target);
+            let e = world
+                .spawn((
+                    AgentIdx(idx),
+                    Position::of(tile),
+                    Facing::default(),
+                    Activity {
+                        block: None,
+                        override_reason: Some(Override::FreeTime),
+                        location: def.start,
+                        since: clock.minutes(),
+                        until: clock.minutes(),
+                    },
+                    Plan {
+                        id: 0,
+                        goal: "arrive".into(),
+                        steps: Vec::new(),
+                        current: 0,
+                        status: PlanStatus::Done,
+                        priority: 1,
+                        deadline: clock.minutes(),
+                    },
+                    Movement::default(),
+                    Needs::default(),
+                    Perception::default(),
+                    Talk::default(),
+                    Relationships(rels),
+                ))
+                .id();
+            entities.push(e);
+        }
+
+        world.insert_resource(rng);
+        world.insert_resource(clock);
+        world.insert_resource(Defs { agents });
+        world.insert_resource(MapRes(map));
+        world.insert_resource(MindRes(mind));
+        world.insert_resource(AgentIndex(entities));
+        world.insert_resource(Stats::default());
+        world.insert_resource(Outbox::default());
+        world.insert_resource(Inbox::default());
+        world.insert_resource(events::Paused::default());
+        world.insert_resource(PathQueue::default());
+        world.insert_resource(SpatialGrid::default());
+        world.insert_resource(TalkCandidates::default());
+        world.insert_resource(Conversations::default());
+        world.insert_resource(RelationDeltas::default());
+        world.insert_resource(config);
+
+        let mut schedule = Schedule::default();
+        // one thread: the tick's systems form a chain, and determinism is a contract
+        schedule.set_executor(SingleThreadedExecutor::new());
+        schedule.configure_sets(
+            (
+                SimSet::Inbound,
+                SimSet::Clock,
+                SimSet::Schedule,
+                SimSet::Plan,
+                SimSet::Path,
+                SimSet::Move,
+                SimSet::Perceive,
+                SimSet::Converse,
+                SimSet::Relate,
+                SimSet::Needs,
+                SimSet::Outbound,
+            )
+                .chain(),
+        );
+        schedule.add_systems((
+            events::apply_inbox.in_set(SimSet::Inbound),
+            clock::advance.in_set(SimSet::Clock).run_if(events::running),
+            schedule::update_activities.in_set(SimSet::Schedule).run_if(events::running),
+            (plan::make_plans, plan::follow_plans).chain().in_set(SimSet::Plan).run_if(events::running),
+            path::search_paths.in_set(SimSet::Path).run_if(events::running),
+            movement::walk.in_set(SimSet::Move).run_if(events::running),
+            (perception::index_positions, perception::perceive)
+                .chain()
+                .in_set(SimSet::Perceive)
+                .run_if(events::running),
+            (conversation::advance_conversations, conversation::start_conversations)
+                .chain()
+                .in_set(SimSet::Converse)
+                .run_if(events::running),
+            relationship::relate.in_set(SimSet::Relate).run_if(events::running),
+            needs::update_needs.in_set(SimSet::Needs).run_if(events::running),
+            bound_outbox.in_set(SimSet::Outbound),
+        ));
+        Self { world, schedule }
+    }
+
+    /// Runs one tick.
+    pub fn step(&mut self) {
+        self.schedule.run(&mut self.world);
+    }
+
+    pub fn clock(&self) -> &GameClock {
+        self.world.resource::<GameClock>()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        self.world.resource::<Stats>()
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        self.world.resource::<SimConfig>()
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.world.resource::<AgentIndex>().0.len()
+    }
+
+    pub fn defs(&self) -> &Arc<Vec<AgentDef>> {
+        &self.world.resource::<Defs>().agents
+    }
+
+    pub fn map(&self) -> &Arc<WorldMap> {
+        &self.world.resource::<MapRes>().0
+    }
+
+    /// Takes the events emitted since the last call.
+    pub fn drain_events(&mut self) -> Vec<(u64, WorldEvent)> {
+        self.world.resource_mut::<Outbox>().drain()
+    }
+
+    /// Queues a command for the next tick.
+    pub fn send(&mut self, command: Command) {
+        self.world.resource_mut::<Inbox>().commands.push(command);
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// The entity of agent `idx`.
+    pub fn entity(&self, idx: u32) -> Option<Entity> {
+        self.world.resource::<AgentIndex>().0.get(idx as usize).copied()
+    }
+
+    /// A component of agent `idx`.
+    pub fn get<T: Component>(&self, idx: u32) -> Option<&T> {
+        self.entity(idx).and_then(|e| self.world.get::<T>(e))
+    }
+
+    /// SHA-256 over everything that makes the world's state: the clock, and
+    /// per agent (in index order) position, facing, activity, plan, movement
+    /// goal, needs, conversation and relationships, and the conversations
+    /// under way. Floats are hashed by their bits: equal hashes mean equal
+    /// worlds, not merely close ones.
+    pub fn state_hash(&mut self) -> String {
+        let mut h = Sha256::new();
+        let clock = self.world.resource::<GameClock>();
+        h.update(clock.tick.to_le_bytes());
+        h.update(clock.seconds.to_le_bytes());
+        let entities = self.world.resource::<AgentIndex>().0.clone();
+        for e in entities {
+            let Ok(agent) = self.world.get_entity(e) else { continue };
+            if let Some(p) = agent.get::<Position>() {
+                h.update(p.x.to_bits().to_le_bytes());
+                h.update(p.y.to_bits().to_le_bytes());
+            }
+            if let Some(f) = agent.get::<Facing>() {
+                h.update([*f as u8]);
+            }
+            if let Some(a) = agent.get::<Activity>() {
+                h.update(a.block.unwrap_or(u16::MAX).to_le_bytes());
+                h.update([a.override_reason.map_or(0, |r| r as u8 + 1)]);
+                h.update(a.location.to_le_bytes());
+                h.update(a.since.to_le_bytes());
+                h.update(a.until.to_le_bytes());
+            }
+            if let Some(p) = agent.get::<Plan>() {
+                h.update(p.id.to_le_bytes());
+                h.update((p.current as u64).to_le_bytes());
+                h.update([p.status as u8]);
+                for s in &p.steps {
+                    match s {
+                        Step::GoTo { location, tile } => {
+                            h.update(location.to_le_bytes());
+                            h.update(tile.x.to_le_bytes());
+                            h.update(tile.y.to_le_bytes());
+                        }
+                        Step::Perform { until } => h.update(until.to_le_bytes()),
+                    }
+                }
+            }
+            if let Some(m) = agent.get::<Movement>() {
+                h.update((m.path.len() as u64).to_le_bytes());
+                h.update([u8::from(m.waiting), u8::from(m.unreachable)]);
+            }
+            if let Some(n) = agent.get::<Needs>() {
+                for v in [n.energy, n.mood, n.arousal, n.cognitive_load] {
+                    h.update(v.to_bits().to_le_bytes());
+                }
+                h.update([u8::from(n.sleeping)]);
+            }
+            if let Some(t) = agent.get::<Talk>() {
+                h.update(t.conversation.unwrap_or(0).to_le_bytes());
+                h.update(t.count.to_le_bytes());
+            }
+            if let Some(r) = agent.get::<Relationships>() {
+                for rel in &r.0 {
+                    h.update(rel.target.to_le_bytes());
+                    h.update(rel.affection.to_bits().to_le_bytes());
+                    h.update(rel.trust.to_bits().to_le_bytes());
+                    h.update(rel.interactions.to_le_bytes());
+                }
+            }
+        }
+        for c in &self.world.resource::<Conversations>().active {
+            h.update(c.id.to_le_bytes());
+            h.update(c.turns.to_le_bytes());
+            for p in &c.participants {
+                h.update(p.to_le_bytes());
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
