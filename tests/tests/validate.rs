@@ -434,7 +434,11 @@ fn what_only_serde_catches_is_located_too() {
     assert_words(&report.problems[0].expected, &["whole number"]);
     assert_words(&report.problems[0].found, &["34.0", "decimal point"]);
     // a repeated key: serde_json's Value keeps the last, the typed file refuses it
-    std::fs::write(&file, mei.replace("\"age\": 34,", "\"age\": 34, \"age\": 35,")).unwrap();
+    std::fs::write(
+        &file,
+        mei.replace("\"age\": 34,", "\"age\": 34, \"age\": 35,"),
+    )
+    .unwrap();
     let report = validate::validate_paths(std::slice::from_ref(&dir), &map_file());
     assert_eq!(report.problems.len(), 1, "{report}");
     assert_eq!(report.problems[0].expected, "each field once", "{report}");

@@ -323,7 +323,6 @@ struct Ctx<'a> {
     colliding: &'a [u32],
 }
 
-#[expect(clippy::too_many_arguments, reason = "a recursive walk carrying its accumulators")]
 fn walk_layers(
     layers: &[Layer],
     pointer: &str,

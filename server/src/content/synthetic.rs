@@ -832,15 +832,20 @@ impl Generator<'_, '_> {
     fn distinct(&mut self, table: &[&str], n: usize, used: &mut u64) -> Vec<String> {
         let len = table.len().min(64);
         let mut out = Vec::with_capacity(n);
-        for _ in 0..n * 4 {
-            if out.len() == n {
+        while out.len() < n {
+            let mut i = self.rng.random_range(0..len);
+            // on a collision, the next free entry (there is one while picks are few)
+            for _ in 0..len {
+                if *used & (1 << i) == 0 {
+                    break;
+                }
+                i = (i + 1) % len;
+            }
+            if *used & (1 << i) != 0 {
                 break;
             }
-            let i = self.rng.random_range(0..len);
-            if *used & (1 << i) == 0 {
-                *used |= 1 << i;
-                out.push(table[i].to_owned());
-            }
+            *used |= 1 << i;
+            out.push(table[i].to_owned());
         }
         out
     }

@@ -82,9 +82,11 @@ impl fmt::Display for Problem {
 
 /// Every problem of a run, grouped by file and in text order within a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(.problems))]
+#[error("{}", render(.problems, *.files_checked))]
 pub struct Report {
     pub problems: Vec<Problem>,
+    /// Content files (agent files and maps) that were checked.
+    pub files_checked: usize,
 }
 
 impl Report {
@@ -118,13 +120,27 @@ impl Report {
         keyed.sort_by_key(|k| k.0);
         problems = keyed.into_iter().map(|(_, p)| p).collect();
         problems.dedup();
-        Self { problems }
+        let files_checked = checked
+            .iter()
+            .filter(|f| (has_extension(f, "json") || has_extension(f, "tmj")) && f.is_file())
+            .count();
+        Self {
+            problems,
+            files_checked,
+        }
     }
 }
 
-fn render(problems: &[Problem]) -> String {
+fn render(problems: &[Problem], files_checked: usize) -> String {
+    if problems.is_empty() {
+        return format!(
+            "no problems in {files_checked} file{}",
+            if files_checked == 1 { "" } else { "s" }
+        );
+    }
     let report = Report {
         problems: problems.to_vec(),
+        files_checked,
     };
     let mut text = String::new();
     for p in problems {
@@ -504,7 +520,11 @@ fn serde_expected(expected: &str) -> String {
 
 /// serde's description of a value ("floating point `34.0`") in designers' words.
 fn serde_found(found: &str) -> String {
-    let literal = |prefix: &str| found.strip_prefix(prefix).map(|rest| rest.trim_matches('`').to_owned());
+    let literal = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .map(|rest| rest.trim_matches('`').to_owned())
+    };
     if let Some(n) = literal("floating point ") {
         format!("{n} (a number written with a decimal point)")
     } else if let Some(n) = literal("integer ") {

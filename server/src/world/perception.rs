@@ -216,7 +216,7 @@ pub fn perceive(
             *c = (c.1, c.0, c.2);
         }
     }
-    candidates.0.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    candidates.0.sort_by_key(|c| (c.0, c.1));
     candidates.0.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
 }
 
