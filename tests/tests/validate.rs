@@ -445,3 +445,20 @@ fn what_only_serde_catches_is_located_too() {
     assert_eq!(report.problems[0].line, 5, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn committed_schemas_match_the_code() {
+    let root = hearth_tests::workspace_root();
+    for (file, schema) in [
+        ("assets/schema/agent.schema.json", hearth::content::agent::schema()),
+        ("assets/schema/map.schema.json", hearth::content::validate::map_schema()),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let committed: serde_json::Value = serde_json::from_str(&text).expect(file);
+        assert_eq!(
+            committed, schema,
+            "{file} is stale: run `cargo run -p hearth -- schema {}` > {file}",
+            if file.contains("agent") { "agent" } else { "map" }
+        );
+    }
+}

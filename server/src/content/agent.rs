@@ -13,7 +13,7 @@ pub const AGENT_FORMAT_VERSION: u32 = 1;
 /// One agent of the world, as a designer writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Hearth agent", extend("$id" = "https://hearth.dev/schema/agent-1.json"))]
+#[schemars(title = "Hearth agent")]
 pub struct AgentFile {
     /// Path or URL of this schema, for editors' autocompletion. Ignored by Hearth.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
