@@ -210,7 +210,8 @@ pub async fn run(
     };
     match cli.command {
         Command::Serve(args) => {
-            let content = validate::load(&args.content.agents, &args.content.map).map_err(CliError::Content)?;
+            let content = validate::load(&args.content.agents, &args.content.map)
+                .map_err(CliError::Content)?;
             let sim = SimConfig {
                 seed: args.seed,
                 tick_rate: args.tick_rate,
@@ -224,12 +225,20 @@ pub async fn run(
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };
-            serve::run(db.as_ref().map(|(t, m)| (t, m)), content, sim, options, shutdown).await?;
+            serve::run(
+                db.as_ref().map(|(t, m)| (t, m)),
+                content,
+                sim,
+                options,
+                shutdown,
+            )
+            .await?;
         }
         Command::Simulate(args) => {
             let content = match args.synthetic_agents {
                 Some(n) => crate::content::synthetic::world(n, args.seed),
-                None => validate::load(&args.content.agents, &args.content.map).map_err(CliError::Content)?,
+                None => validate::load(&args.content.agents, &args.content.map)
+                    .map_err(CliError::Content)?,
             };
             let config = SimConfig {
                 seed: args.seed,
@@ -238,7 +247,11 @@ pub async fn run(
             // CPU-bound and alone on this runtime: the command has nothing else to do meanwhile
             let report = simulate::run(content, config, args.ticks);
             match args.report {
-                ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+                ReportFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )?,
                 ReportFormat::Table => writeln!(out, "{report}")?,
             }
         }
@@ -259,7 +272,11 @@ pub async fn run(
                 SchemaKind::Agent => agent::schema(),
                 SchemaKind::Map => validate::map_schema(),
             };
-            writeln!(out, "{}", serde_json::to_string_pretty(&schema).unwrap_or_default())?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            )?;
         }
         Command::Db(cmd) => {
             let (target, migrations) = database()?;

@@ -79,7 +79,11 @@ pub async fn run(
     };
 
     let sim = Sim::new(content, sim_config);
-    info!(agents = sim.agent_count(), locations = sim.map().locations.len(), "world loaded");
+    info!(
+        agents = sim.agent_count(),
+        locations = sim.map().locations.len(),
+        "world loaded"
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<TickOutput>(1024);
     let world = runner::spawn(sim, move |out| {
         // never block the world: a slow consumer loses summaries, not ticks
@@ -89,7 +93,10 @@ pub async fn run(
     let reporter = tokio::spawn(report_ticks(rx));
 
     shutdown.await;
-    let sim = tokio::task::spawn_blocking(move || world.stop()).await.ok().flatten();
+    let sim = tokio::task::spawn_blocking(move || world.stop())
+        .await
+        .ok()
+        .flatten();
     reporter.abort();
     if let Some(sim) = sim {
         info!(tick = sim.clock().tick, game_time = %sim.clock().label(), "world stopped");
@@ -143,13 +150,20 @@ async fn open_database(
 
     if options.migrate {
         let applied = migrate::migrate(&mut client, migrations, None).await?;
-        info!(applied = applied.len(), version = migrations.latest(), "database schema up to date");
+        info!(
+            applied = applied.len(),
+            version = migrations.latest(),
+            "database schema up to date"
+        );
     } else {
         let rows = migrate::status(&client, migrations).await?;
         if let Some(problem) = migrate::problem(&rows, migrations.latest()) {
             return Err(DbError::from(problem).into());
         }
-        let pending = rows.iter().filter(|r| r.state == MigrationState::Pending).count();
+        let pending = rows
+            .iter()
+            .filter(|r| r.state == MigrationState::Pending)
+            .count();
         if pending > 0 {
             return Err(ServeError::PendingMigrations(pending));
         }

@@ -89,8 +89,16 @@ pub fn run(content: Content, config: SimConfig, ticks: u64) -> Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "agents               {}", self.agents)?;
-        writeln!(f, "map                  {} tiles, {} locations", self.map, self.locations)?;
-        writeln!(f, "ticks                {} (seed {})", self.ticks, self.seed)?;
+        writeln!(
+            f,
+            "map                  {} tiles, {} locations",
+            self.map, self.locations
+        )?;
+        writeln!(
+            f,
+            "ticks                {} (seed {})",
+            self.ticks, self.seed
+        )?;
         writeln!(f, "game time            {}", self.game_time)?;
         writeln!(
             f,
@@ -99,10 +107,22 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "wall time            {} ms", self.wall_ms)?;
         let s = &self.stats;
-        writeln!(f, "path searches        {} ({} failed, queue max {})", s.path_searches, s.path_failures, s.path_queue_max)?;
+        writeln!(
+            f,
+            "path searches        {} ({} failed, queue max {})",
+            s.path_searches, s.path_failures, s.path_queue_max
+        )?;
         writeln!(f, "perceptions          {}", s.perceptions)?;
-        writeln!(f, "conversations        {} started ({} groups), {} lines", s.conversations_started, s.group_conversations, s.lines)?;
-        writeln!(f, "relationship changes {} (+{} shared-activity)", s.relationship_changes, s.shared_activity)?;
+        writeln!(
+            f,
+            "conversations        {} started ({} groups), {} lines",
+            s.conversations_started, s.group_conversations, s.lines
+        )?;
+        writeln!(
+            f,
+            "relationship changes {} (+{} shared-activity)",
+            s.relationship_changes, s.shared_activity
+        )?;
         writeln!(f, "activity changes     {}", s.activity_changes)?;
         writeln!(f, "events               {}", self.events)?;
         write!(f, "state hash           {}", self.state_hash)

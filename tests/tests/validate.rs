@@ -450,15 +450,26 @@ fn what_only_serde_catches_is_located_too() {
 fn committed_schemas_match_the_code() {
     let root = hearth_tests::workspace_root();
     for (file, schema) in [
-        ("assets/schema/agent.schema.json", hearth::content::agent::schema()),
-        ("assets/schema/map.schema.json", hearth::content::validate::map_schema()),
+        (
+            "assets/schema/agent.schema.json",
+            hearth::content::agent::schema(),
+        ),
+        (
+            "assets/schema/map.schema.json",
+            hearth::content::validate::map_schema(),
+        ),
     ] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         let committed: serde_json::Value = serde_json::from_str(&text).expect(file);
         assert_eq!(
-            committed, schema,
+            committed,
+            schema,
             "{file} is stale: run `cargo run -p hearth -- schema {}` > {file}",
-            if file.contains("agent") { "agent" } else { "map" }
+            if file.contains("agent") {
+                "agent"
+            } else {
+                "map"
+            }
         );
     }
 }

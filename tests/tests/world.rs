@@ -1,7 +1,10 @@
 //! The living world end to end, headless: the demo cast over one game day,
 //! and determinism of the state hash.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
 
 use std::collections::HashMap;
 
@@ -13,7 +16,8 @@ use hearth_tests::workspace_root;
 
 fn demo() -> Content {
     let root = workspace_root();
-    validate::load(&root.join("agents"), &root.join("assets/maps/valley.tmj")).unwrap_or_else(|r| panic!("demo content invalid:\n{r}"))
+    validate::load(&root.join("agents"), &root.join("assets/maps/valley.tmj"))
+        .unwrap_or_else(|r| panic!("demo content invalid:\n{r}"))
 }
 
 /// Ticks in one game day at the default 10 Hz and 1 game minute per second.
@@ -22,9 +26,19 @@ const DAY_TICKS: u64 = 24 * 60 * 10;
 #[test]
 fn over_one_game_day_agents_follow_their_schedules_and_talk() {
     let content = demo();
-    assert!(content.agents.len() >= 12, "the demo has {} agents", content.agents.len());
+    assert!(
+        content.agents.len() >= 12,
+        "the demo has {} agents",
+        content.agents.len()
+    );
     assert!(content.map.locations.len() >= 10);
-    let mut sim = Sim::new(content, SimConfig { seed: 11, ..SimConfig::default() });
+    let mut sim = Sim::new(
+        content,
+        SimConfig {
+            seed: 11,
+            ..SimConfig::default()
+        },
+    );
     let rng = hearth::world::rng::WorldRng::new(11);
     let defs = sim.defs().clone();
     let map = sim.map().clone();
@@ -39,7 +53,14 @@ fn over_one_game_day_agents_follow_their_schedules_and_talk() {
         }
         for (i, def) in defs.iter().enumerate() {
             let idx = i as u32;
-            let Some((block, _)) = due_block(def, &rng, idx, clock.day(), clock.weekday(), clock.minute_of_day()) else {
+            let Some((block, _)) = due_block(
+                def,
+                &rng,
+                idx,
+                clock.day(),
+                clock.weekday(),
+                clock.minute_of_day(),
+            ) else {
                 continue;
             };
             let b = &def.schedule[block];
@@ -50,7 +71,11 @@ fn over_one_game_day_agents_follow_their_schedules_and_talk() {
             let pos = sim.get::<Position>(idx).unwrap();
             let at = map.location(b.location).rect.contains(pos.tile());
             // an occurrence is identified by the day its block started
-            let start_day = if b.start > b.end && clock.minute_of_day() < b.end { clock.day().saturating_sub(1) } else { clock.day() };
+            let start_day = if b.start > b.end && clock.minute_of_day() < b.end {
+                clock.day().saturating_sub(1)
+            } else {
+                clock.day()
+            };
             let e = presence.entry((idx, block, start_day)).or_default();
             e.0 += 1;
             e.1 += u32::from(at);
@@ -74,11 +99,25 @@ fn over_one_game_day_agents_follow_their_schedules_and_talk() {
             ));
         }
     }
-    assert!(failures.is_empty(), "schedules not followed:\n{}", failures.join("\n"));
-    assert!(presence.len() > defs.len() * 4, "too few schedule entries judged: {}", presence.len());
+    assert!(
+        failures.is_empty(),
+        "schedules not followed:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        presence.len() > defs.len() * 4,
+        "too few schedule entries judged: {}",
+        presence.len()
+    );
 
-    let talkers = (0..defs.len() as u32).filter(|i| sim.get::<Talk>(*i).unwrap().count > 0).count();
-    assert!(talkers * 2 >= defs.len(), "only {talkers} of {} agents talked to someone", defs.len());
+    let talkers = (0..defs.len() as u32)
+        .filter(|i| sim.get::<Talk>(*i).unwrap().count > 0)
+        .count();
+    assert!(
+        talkers * 2 >= defs.len(),
+        "only {talkers} of {} agents talked to someone",
+        defs.len()
+    );
     let stats = sim.stats();
     assert!(stats.conversations_started > 0 && stats.lines > stats.conversations_started);
     assert!(stats.relationship_changes > 0);
@@ -87,7 +126,13 @@ fn over_one_game_day_agents_follow_their_schedules_and_talk() {
 #[test]
 fn the_same_seed_gives_the_same_world() {
     let run = |seed: u64, ticks: u64| {
-        let mut sim = Sim::new(demo(), SimConfig { seed, ..SimConfig::default() });
+        let mut sim = Sim::new(
+            demo(),
+            SimConfig {
+                seed,
+                ..SimConfig::default()
+            },
+        );
         for _ in 0..ticks {
             sim.step();
         }
@@ -102,7 +147,13 @@ fn the_same_seed_gives_the_same_world() {
 #[test]
 fn synthetic_worlds_are_deterministic_too() {
     let run = || {
-        let mut sim = Sim::new(synthetic::world(2_000, 3), SimConfig { seed: 3, ..SimConfig::default() });
+        let mut sim = Sim::new(
+            synthetic::world(2_000, 3),
+            SimConfig {
+                seed: 3,
+                ..SimConfig::default()
+            },
+        );
         for _ in 0..600 {
             sim.step();
         }

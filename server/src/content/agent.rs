@@ -297,7 +297,15 @@ mod tests {
         let s = schema();
         assert_eq!(s["additionalProperties"], serde_json::json!(false));
         let required = s["required"].as_array().expect("required");
-        for field in ["version", "id", "name", "age", "goals", "home", "start_location"] {
+        for field in [
+            "version",
+            "id",
+            "name",
+            "age",
+            "goals",
+            "home",
+            "start_location",
+        ] {
             assert!(required.contains(&serde_json::json!(field)), "{field}");
         }
     }

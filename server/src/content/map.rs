@@ -60,7 +60,8 @@ impl TileRect {
     }
 
     pub fn tiles(&self) -> impl Iterator<Item = Tile> + '_ {
-        (self.y..self.y + self.h).flat_map(move |y| (self.x..self.x + self.w).map(move |x| Tile::new(x, y)))
+        (self.y..self.y + self.h)
+            .flat_map(move |y| (self.x..self.x + self.w).map(move |x| Tile::new(x, y)))
     }
 
     pub fn center(&self) -> Tile {
@@ -87,7 +88,9 @@ pub struct Location {
 
 impl Location {
     pub fn object(&self, name: &str) -> Option<&MapObject> {
-        self.objects.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+        self.objects
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -129,19 +132,41 @@ impl WorldMap {
     /// Builds the map from Tiled data; `tilesets` are the external tilesets
     /// already loaded, in the order of `map.tilesets` (`None` for embedded).
     /// Returns every problem found, not just the first.
-    pub fn from_tiled(map: &TiledMap, external: &[Option<tiled::Tileset>]) -> Result<Self, Vec<MapProblem>> {
+    pub fn from_tiled(
+        map: &TiledMap,
+        external: &[Option<tiled::Tileset>],
+    ) -> Result<Self, Vec<MapProblem>> {
         let mut problems = Vec::new();
         if map.kind.as_deref().is_some_and(|k| k != "map") {
-            problems.push(problem("/type", "expected \"map\" (is this a tileset file?)"));
+            problems.push(problem(
+                "/type",
+                "expected \"map\" (is this a tileset file?)",
+            ));
         }
-        if map.orientation.as_deref().is_some_and(|o| o != "orthogonal") {
-            problems.push(problem("/orientation", "only orthogonal maps are supported"));
+        if map
+            .orientation
+            .as_deref()
+            .is_some_and(|o| o != "orthogonal")
+        {
+            problems.push(problem(
+                "/orientation",
+                "only orthogonal maps are supported",
+            ));
         }
         if map.infinite {
-            problems.push(problem("/infinite", "infinite maps are not supported: give the map a fixed size (Map > Map Properties)"));
+            problems.push(problem(
+                "/infinite",
+                "infinite maps are not supported: give the map a fixed size (Map > Map Properties)",
+            ));
         }
         if map.width == 0 || map.height == 0 || map.width > MAX_SIDE || map.height > MAX_SIDE {
-            problems.push(problem("/width", format!("map size must be 1..={MAX_SIDE} tiles a side, found {}×{}", map.width, map.height)));
+            problems.push(problem(
+                "/width",
+                format!(
+                    "map size must be 1..={MAX_SIDE} tiles a side, found {}×{}",
+                    map.width, map.height
+                ),
+            ));
         }
         if map.tilewidth == 0 || map.tileheight == 0 {
             problems.push(problem("/tilewidth", "tile size must be positive"));
@@ -154,7 +179,11 @@ impl WorldMap {
         // gid -> collides, from every tileset's tile properties
         let mut colliding: Vec<u32> = Vec::new();
         for (i, ts) in map.tilesets.iter().enumerate() {
-            let data = ts.embedded.as_ref().filter(|_| ts.source.is_none()).or(external.get(i).and_then(Option::as_ref));
+            let data = ts
+                .embedded
+                .as_ref()
+                .filter(|_| ts.source.is_none())
+                .or(external.get(i).and_then(Option::as_ref));
             if let Some(data) = data {
                 colliding.extend(
                     data.tiles
@@ -175,16 +204,30 @@ impl WorldMap {
             h,
             colliding: &colliding,
         };
-        walk_layers(&map.layers, "/layers", &ctx, &mut walkable, &mut rects, &mut objects, &mut problems);
+        walk_layers(
+            &map.layers,
+            "/layers",
+            &ctx,
+            &mut walkable,
+            &mut rects,
+            &mut objects,
+            &mut problems,
+        );
 
         let mut locations: Vec<Location> = Vec::new();
         let mut by_name = HashMap::new();
         for (name, kind, rect, pointer) in rects {
             if by_name.contains_key(&name.to_lowercase()) {
-                problems.push(problem(format!("{pointer}/name"), format!("two locations are named \"{name}\"")));
+                problems.push(problem(
+                    format!("{pointer}/name"),
+                    format!("two locations are named \"{name}\""),
+                ));
                 continue;
             }
-            let tiles: Vec<Tile> = rect.tiles().filter(|t| walkable[t.y as usize * w as usize + t.x as usize]).collect();
+            let tiles: Vec<Tile> = rect
+                .tiles()
+                .filter(|t| walkable[t.y as usize * w as usize + t.x as usize])
+                .collect();
             by_name.insert(name.to_lowercase(), locations.len() as LocationId);
             locations.push(Location {
                 name,
@@ -197,11 +240,17 @@ impl WorldMap {
         for (name, tile, pointer) in objects {
             match locations.iter_mut().find(|l| l.rect.contains(tile)) {
                 Some(loc) => loc.objects.push(MapObject { name, tile }),
-                None => problems.push(problem(pointer, format!("object \"{name}\" is not inside any location"))),
+                None => problems.push(problem(
+                    pointer,
+                    format!("object \"{name}\" is not inside any location"),
+                )),
             }
         }
         if locations.is_empty() {
-            problems.push(problem("/layers", "the map has no locations: add rectangle objects of class \"location\""));
+            problems.push(problem(
+                "/layers",
+                "the map has no locations: add rectangle objects of class \"location\"",
+            ));
         }
         if problems.is_empty() {
             Ok(Self {
@@ -217,7 +266,9 @@ impl WorldMap {
     }
 
     pub fn is_walkable(&self, t: Tile) -> bool {
-        t.x < self.width && t.y < self.height && self.walkable[t.y as usize * self.width as usize + t.x as usize]
+        t.x < self.width
+            && t.y < self.height
+            && self.walkable[t.y as usize * self.width as usize + t.x as usize]
     }
 
     /// Marks a tile blocked or free (map edits, tests).
@@ -226,7 +277,13 @@ impl WorldMap {
             self.walkable[t.y as usize * self.width as usize + t.x as usize] = walkable;
             for loc in &mut self.locations {
                 if loc.rect.contains(t) {
-                    loc.walkable = loc.rect.tiles().filter(|t| self.walkable[t.y as usize * self.width as usize + t.x as usize]).collect();
+                    loc.walkable = loc
+                        .rect
+                        .tiles()
+                        .filter(|t| {
+                            self.walkable[t.y as usize * self.width as usize + t.x as usize]
+                        })
+                        .collect();
                 }
             }
         }
@@ -243,7 +300,10 @@ impl WorldMap {
 
     /// The location holding tile `t`, if any.
     pub fn location_at(&self, t: Tile) -> Option<LocationId> {
-        self.locations.iter().position(|l| l.rect.contains(t)).map(|i| i as LocationId)
+        self.locations
+            .iter()
+            .position(|l| l.rect.contains(t))
+            .map(|i| i as LocationId)
     }
 
     /// A map of `width × height` tiles with `count` rectangular locations
@@ -259,7 +319,9 @@ impl WorldMap {
         let rows = (height - 2) / pitch_y;
         let mut locations = Vec::new();
         let mut by_name = HashMap::new();
-        let kinds = ["home", "home", "home", "shop", "workshop", "square", "tavern", "field"];
+        let kinds = [
+            "home", "home", "home", "shop", "workshop", "square", "tavern", "field",
+        ];
         'outer: for r in 0..rows {
             for c in 0..cols {
                 if locations.len() >= count.max(1) {
@@ -272,7 +334,10 @@ impl WorldMap {
                 // walls around the building with a door in the bottom wall, except open squares/fields
                 if kind != "square" && kind != "field" {
                     for t in rect.tiles() {
-                        let edge = t.x == rect.x || t.y == rect.y || t.x == rect.x + rect.w - 1 || t.y == rect.y + rect.h - 1;
+                        let edge = t.x == rect.x
+                            || t.y == rect.y
+                            || t.x == rect.x + rect.w - 1
+                            || t.y == rect.y + rect.h - 1;
                         if edge {
                             walkable[t.y as usize * width as usize + t.x as usize] = false;
                         }
@@ -294,7 +359,10 @@ impl WorldMap {
                     .to_owned(),
                     tile: inner,
                 }];
-                let tiles = rect.tiles().filter(|t| walkable[t.y as usize * width as usize + t.x as usize]).collect();
+                let tiles = rect
+                    .tiles()
+                    .filter(|t| walkable[t.y as usize * width as usize + t.x as usize])
+                    .collect();
                 by_name.insert(name.to_lowercase(), locations.len() as LocationId);
                 locations.push(Location {
                     name,
@@ -337,7 +405,13 @@ fn walk_layers(
         match layer {
             Layer::Tiles(t) => {
                 if t.width != ctx.w as u32 || t.height != ctx.h as u32 {
-                    problems.push(problem(&here, format!("layer \"{}\" is {}×{}, the map is {}×{}", t.name, t.width, t.height, ctx.w, ctx.h)));
+                    problems.push(problem(
+                        &here,
+                        format!(
+                            "layer \"{}\" is {}×{}, the map is {}×{}",
+                            t.name, t.width, t.height, ctx.w, ctx.h
+                        ),
+                    ));
                     continue;
                 }
                 let gids = match t.gids() {
@@ -347,7 +421,8 @@ fn walk_layers(
                         continue;
                     }
                 };
-                let is_collision = t.name.eq_ignore_ascii_case("collision") || tiled::bool_property(&t.properties, "collision") == Some(true);
+                let is_collision = t.name.eq_ignore_ascii_case("collision")
+                    || tiled::bool_property(&t.properties, "collision") == Some(true);
                 for (idx, gid) in gids.iter().enumerate() {
                     if *gid != 0 && (is_collision || ctx.colliding.contains(gid)) {
                         walkable[idx] = false;
@@ -360,13 +435,18 @@ fn walk_layers(
                 for (j, o) in group.objects.iter().enumerate() {
                     let at = format!("{here}/objects/{j}");
                     let class = o.class();
-                    let is_location = class.eq_ignore_ascii_case("location") || (layer_is_locations && class.is_empty() && !o.point);
-                    let is_object = class.eq_ignore_ascii_case("object") || (layer_is_objects && class.is_empty());
+                    let is_location = class.eq_ignore_ascii_case("location")
+                        || (layer_is_locations && class.is_empty() && !o.point);
+                    let is_object = class.eq_ignore_ascii_case("object")
+                        || (layer_is_objects && class.is_empty());
                     if !is_location && !is_object {
                         continue;
                     }
                     if o.name.trim().is_empty() {
-                        problems.push(problem(format!("{at}/name"), "a location or object needs a name"));
+                        problems.push(problem(
+                            format!("{at}/name"),
+                            "a location or object needs a name",
+                        ));
                         continue;
                     }
                     let x0 = (o.x / ctx.tw).floor();
@@ -379,7 +459,10 @@ fn walk_layers(
                         let x1 = ((o.x + o.width) / ctx.tw).ceil().min(ctx.w as f64);
                         let y1 = ((o.y + o.height) / ctx.th).ceil().min(ctx.h as f64);
                         if o.point || x1 <= x0 || y1 <= y0 {
-                            problems.push(problem(&at, format!("location \"{}\" must be a rectangle", o.name)));
+                            problems.push(problem(
+                                &at,
+                                format!("location \"{}\" must be a rectangle", o.name),
+                            ));
                             continue;
                         }
                         let rect = TileRect {
@@ -391,13 +474,29 @@ fn walk_layers(
                         let kind = tiled::string_property(&o.properties, "kind").map(str::to_owned);
                         rects.push((o.name.trim().to_owned(), kind, rect, at));
                     } else {
-                        let cx = ((o.x + o.width / 2.0) / ctx.tw).floor().clamp(0.0, ctx.w as f64 - 1.0);
-                        let cy = ((o.y + o.height / 2.0) / ctx.th).floor().clamp(0.0, ctx.h as f64 - 1.0);
-                        objects.push((o.name.trim().to_owned(), Tile::new(cx as u16, cy as u16), at));
+                        let cx = ((o.x + o.width / 2.0) / ctx.tw)
+                            .floor()
+                            .clamp(0.0, ctx.w as f64 - 1.0);
+                        let cy = ((o.y + o.height / 2.0) / ctx.th)
+                            .floor()
+                            .clamp(0.0, ctx.h as f64 - 1.0);
+                        objects.push((
+                            o.name.trim().to_owned(),
+                            Tile::new(cx as u16, cy as u16),
+                            at,
+                        ));
                     }
                 }
             }
-            Layer::Group(g) => walk_layers(&g.layers, &format!("{here}/layers"), ctx, walkable, rects, objects, problems),
+            Layer::Group(g) => walk_layers(
+                &g.layers,
+                &format!("{here}/layers"),
+                ctx,
+                walkable,
+                rects,
+                objects,
+                problems,
+            ),
             Layer::Image(_) => {}
         }
     }
@@ -437,7 +536,15 @@ mod tests {
         assert!(!m.is_walkable(Tile::new(4, 0)), "outside the map");
         let id = m.location_id("bakery").expect("case-insensitive");
         let loc = m.location(id);
-        assert_eq!(loc.rect, TileRect { x: 0, y: 0, w: 2, h: 3 });
+        assert_eq!(
+            loc.rect,
+            TileRect {
+                x: 0,
+                y: 0,
+                w: 2,
+                h: 3
+            }
+        );
         assert_eq!(loc.kind.as_deref(), Some("shop"));
         assert_eq!(loc.object("Oven").map(|o| o.tile), Some(Tile::new(0, 1)));
         assert_eq!(loc.walkable.len(), 5, "one of six tiles is a wall");
@@ -456,7 +563,10 @@ mod tests {
         t.infinite = false;
         let problems = WorldMap::from_tiled(&t, &[None]).expect_err("problems");
         let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
-        assert!(pointers.contains(&"/layers/2/objects/2/name"), "{problems:?}");
+        assert!(
+            pointers.contains(&"/layers/2/objects/2/name"),
+            "{problems:?}"
+        );
         assert!(pointers.contains(&"/layers/2/objects/1"), "{problems:?}");
     }
 

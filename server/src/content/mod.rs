@@ -125,7 +125,10 @@ mod tests {
         let night = block(22 * 60, 6 * 60, 0b1); // Monday 22:00 to Tuesday 06:00
         assert!(night.covers(0, 23 * 60));
         assert!(night.covers(1, 5 * 60));
-        assert!(!night.covers(0, 5 * 60), "Monday early hours belong to Sunday's night");
+        assert!(
+            !night.covers(0, 5 * 60),
+            "Monday early hours belong to Sunday's night"
+        );
         assert_eq!(night.duration(), 8 * 60);
     }
 }

@@ -6,6 +6,10 @@
 //! - [`NameGenerator`]: given and family names from syllable tables.
 //! - [`generate`]: `count` agents living on a map.
 //! - [`world`]: a generated map sized for `count` agents, and the agents.
+//!
+//! [`generate`] spreads its work over scoped threads, one per core, in
+//! fixed chunks with their own random streams, so the output never depends
+//! on the machine.
 
 use std::fmt::Write as _;
 
@@ -33,12 +37,19 @@ const MAP_SALT: u64 = 0x6d61_705f_7379_6e74;
 // Names
 // ---------------------------------------------------------------------------
 
-/// Shortest and longest name part, in letters.
-const NAME_LEN: std::ops::RangeInclusive<usize> = 3..=14;
+/// Letters in a given name and in a family name (within the promised 3–14).
+const GIVEN_LEN: std::ops::RangeInclusive<usize> = 3..=9;
+const FAMILY_LEN: std::ops::RangeInclusive<usize> = 4..=11;
 
-/// One style of names: a word is onset, nucleus, then up to `max_middle`
-/// (medial consonant, nucleus) pairs, then an ending. Every ending and medial
-/// starts with a consonant, so vowels and consonants alternate.
+/// Names never contain these (checked in lowercase, before capitalising).
+const BLOCKED: &[&str] = &[
+    "piss", "shit", "fuck", "cunt", "dick", "cock", "tits", "fag", "nig", "rape", "anus", "slut",
+    "whor", "bitch", "turd", "porn", "sex", "nazi", "kkk",
+];
+
+/// One style of names: a word is onset, nucleus, then a few (medial,
+/// nucleus) pairs, then an ending. Medials and endings start with a
+/// consonant, so vowels and consonants alternate.
 struct Flavour {
     /// Relative frequency among the flavours.
     weight: u32,
@@ -47,7 +58,8 @@ struct Flavour {
     medials: &'static [&'static str],
     given_endings: &'static [&'static str],
     family_endings: &'static [&'static str],
-    max_middle: u32,
+    /// Whether given names may have two medial syllables.
+    long_given: bool,
 }
 
 static FLAVOURS: [Flavour; 4] = [
@@ -55,47 +67,74 @@ static FLAVOURS: [Flavour; 4] = [
     Flavour {
         weight: 45,
         onsets: &[
-            "b", "br", "c", "d", "dr", "f", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "r", "s", "st",
-            "t", "th", "tr", "w", "", "",
+            "b", "br", "c", "d", "dr", "f", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "r", "s",
+            "st", "t", "th", "tr", "w", "",
         ],
-        nuclei: &["a", "e", "i", "o", "u", "a", "e", "ia", "ea", "o"],
-        medials: &["l", "n", "r", "nn", "ll", "rr", "d", "m", "v", "s", "th", "nd", "rl", "ck", "rd"],
-        given_endings: &["", "", "", "n", "l", "s", "th", "ric", "na", "lin", "wen", "bert", "da", "ra"],
+        nuclei: &["a", "e", "i", "o", "u", "a", "e", "i", "o", "a", "ia", "ea"],
+        medials: &[
+            "l", "n", "r", "nn", "ll", "rr", "d", "m", "v", "s", "th", "nd", "rl", "ck", "rd",
+        ],
+        given_endings: &[
+            "", "", "", "n", "l", "s", "th", "ric", "na", "lin", "wen", "bert", "da", "ra",
+        ],
         family_endings: &[
-            "ck", "ll", "wick", "ley", "ton", "ford", "well", "mere", "by", "ridge", "wood", "field",
-            "worth", "son", "ter", "more", "hill", "brook",
+            "ck", "ll", "wick", "ley", "ton", "ford", "well", "mere", "by", "ridge", "wood",
+            "field", "worth", "son", "ter", "more", "hill", "brook",
         ],
-        max_middle: 1,
+        long_given: false,
     },
-    // warm southern: Marina Rossini, Lucia Varetti
+    // southern: Marina Rossini, Lucia Varetti
     Flavour {
         weight: 20,
-        onsets: &["m", "l", "r", "c", "d", "f", "g", "p", "s", "v", "b", "t", "n", ""],
-        nuclei: &["a", "e", "i", "o", "u", "ia", "io"],
-        medials: &["l", "r", "n", "s", "c", "t", "v", "nz", "ss", "rr", "ll", "tt", "nd", "rc"],
-        given_endings: &["", "", "", "na", "no", "lo", "la", "ro", "ta", "to", "sa", "nio"],
-        family_endings: &["lli", "ni", "ti", "zzi", "no", "ra", "nti", "rdi", "si", "tti", "ldi"],
-        max_middle: 1,
+        onsets: &[
+            "m", "l", "r", "c", "d", "f", "g", "p", "s", "v", "b", "t", "n", "",
+        ],
+        nuclei: &["a", "e", "i", "o", "u", "a", "o", "i", "ia", "io"],
+        medials: &[
+            "l", "r", "n", "s", "c", "t", "v", "nz", "ss", "rr", "ll", "tt", "nd", "rc",
+        ],
+        given_endings: &[
+            "", "", "", "na", "no", "lo", "la", "ro", "ta", "to", "sa", "nio",
+        ],
+        family_endings: &[
+            "lli", "ni", "ti", "zzi", "no", "ra", "nti", "rdi", "si", "tti", "ldi",
+        ],
+        long_given: false,
     },
     // northern: Sigrun Thorsvik, Halvar Ekberg
     Flavour {
         weight: 20,
-        onsets: &["k", "sk", "st", "g", "h", "r", "t", "th", "v", "br", "d", "s", "sv", "f", ""],
-        nuclei: &["a", "e", "i", "o", "u", "ei", "y", "au"],
-        medials: &["r", "rn", "lv", "g", "k", "nn", "st", "rg", "ld", "lf", "dr"],
-        given_endings: &["", "r", "n", "ld", "lf", "grim", "run", "rik", "dis", "mund", "gar"],
-        family_endings: &["sen", "son", "holm", "vik", "berg", "strand", "gard", "dal", "rud", "lund", "by", "hus"],
-        max_middle: 1,
+        onsets: &[
+            "k", "sk", "st", "g", "h", "r", "t", "th", "v", "br", "d", "s", "sv", "f", "", "",
+        ],
+        nuclei: &["a", "e", "i", "o", "u", "a", "e", "y"],
+        medials: &[
+            "r", "rn", "lv", "g", "k", "nn", "st", "rg", "ld", "lf", "dr", "rs",
+        ],
+        given_endings: &[
+            "", "r", "n", "ld", "lf", "grim", "run", "rik", "dis", "mund", "gar",
+        ],
+        family_endings: &[
+            "sen", "son", "holm", "vik", "berg", "strand", "gard", "dal", "rud", "lund", "by",
+            "hus",
+        ],
+        long_given: false,
     },
-    // sylvan: Elaria Thalwyn, Ysiel Vaendir
+    // sylvan: Elaria Thalwyn, Ysiel Vandir
     Flavour {
         weight: 15,
-        onsets: &["l", "el", "s", "n", "th", "f", "y", "m", "r", "v", "il", "", ""],
-        nuclei: &["a", "e", "i", "ae", "ia", "y", "ei", "o"],
-        medials: &["l", "n", "r", "th", "v", "s", "ri", "ll", "nd", "lv", "rw"],
-        given_endings: &["", "", "n", "l", "s", "th", "wyn", "riel", "ra", "lith", "ne", "dil"],
-        family_endings: &["lore", "wyn", "thas", "driel", "mir", "leth", "las", "vaen", "ndir", "sel"],
-        max_middle: 2,
+        onsets: &[
+            "l", "el", "s", "n", "th", "f", "y", "m", "r", "v", "il", "", "",
+        ],
+        nuclei: &["a", "e", "i", "a", "e", "i", "ae", "ia", "y", "o"],
+        medials: &["l", "n", "r", "th", "v", "s", "ll", "nd", "lv", "rw"],
+        given_endings: &[
+            "", "", "n", "l", "s", "th", "wyn", "riel", "ra", "lith", "ne", "dil",
+        ],
+        family_endings: &[
+            "lore", "wyn", "thas", "driel", "mir", "leth", "las", "vaen", "ndir", "sel",
+        ],
+        long_given: true,
     },
 ];
 
@@ -147,7 +186,11 @@ impl NameGenerator {
         match family {
             Some(family) => out.push_str(family),
             None => {
-                let flavour = if self.rng.random_bool(0.85) { flavour } else { self.flavour() };
+                let flavour = if self.rng.random_bool(0.85) {
+                    flavour
+                } else {
+                    self.flavour()
+                };
                 self.push_word(flavour, false, out);
             }
         }
@@ -165,26 +208,39 @@ impl NameGenerator {
         &FLAVOURS[0]
     }
 
-    /// Appends one capitalised word of 3–14 letters.
+    /// Appends one capitalised word: 3–9 letters for a given name, 4–11
+    /// for a family name.
     fn push_word(&mut self, f: &Flavour, given: bool, out: &mut String) {
         let start = out.len();
         let rng = &mut self.rng;
+        let (endings, lengths) = if given {
+            (f.given_endings, GIVEN_LEN)
+        } else {
+            (f.family_endings, FAMILY_LEN)
+        };
         for _ in 0..16 {
             out.truncate(start);
-            out.push_str(pick(rng, f.onsets));
+            let onset = pick(rng, f.onsets);
+            out.push_str(onset);
             out.push_str(pick(rng, f.nuclei));
-            // mostly one middle syllable for given names, fewer for family names
-            let middles = if given {
-                rng.random_range(0..=f.max_middle).max(u32::from(rng.random_bool(0.6)))
-            } else {
-                u32::from(rng.random_bool(0.45))
+            let roll = rng.random_range(0..100u8);
+            let middles = match (given, roll) {
+                (true, 0..30) | (false, 0..55) => 0,
+                (true, 95..) if f.long_given => 2,
+                _ => 1,
             };
             for _ in 0..middles {
-                out.push_str(pick(rng, f.medials));
+                let mut medial = pick(rng, f.medials);
+                if medial == onset {
+                    // "Thathath": a second draw, which may differ
+                    medial = pick(rng, f.medials);
+                }
+                out.push_str(medial);
                 out.push_str(pick(rng, f.nuclei));
             }
-            out.push_str(pick(rng, if given { f.given_endings } else { f.family_endings }));
-            if NAME_LEN.contains(&(out.len() - start)) {
+            out.push_str(pick(rng, endings));
+            let word = &out[start..];
+            if lengths.contains(&word.len()) && !blocked(word) {
                 if let Some(first) = out.get_mut(start..start + 1) {
                     first.make_ascii_uppercase();
                 }
@@ -195,6 +251,17 @@ impl NameGenerator {
         out.truncate(start);
         out.push_str(if given { "Ash" } else { "Brook" });
     }
+}
+
+/// Whether `word` contains one of [`BLOCKED`] (cheaper than `str::contains`
+/// for many short needles).
+fn blocked(word: &str) -> bool {
+    let bytes = word.as_bytes();
+    (0..bytes.len()).any(|i| {
+        BLOCKED
+            .iter()
+            .any(|b| b.as_bytes()[0] == bytes[i] && bytes[i..].starts_with(b.as_bytes()))
+    })
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, table: &[T]) -> T {
@@ -245,9 +312,21 @@ impl Kind {
 
     fn leisure(self) -> &'static [&'static str] {
         match self {
-            Kind::Home => &["visit friends", "play cards with the neighbours", "help a neighbour with chores"],
-            Kind::Shop => &["browse the shelves", "window-shop", "chat with the shopkeeper"],
-            Kind::Workshop => &["watch the craftsmen at work", "tinker with an old project", "ask about a repair"],
+            Kind::Home => &[
+                "visit friends",
+                "play cards with the neighbours",
+                "help a neighbour with chores",
+            ],
+            Kind::Shop => &[
+                "browse the shelves",
+                "window-shop",
+                "chat with the shopkeeper",
+            ],
+            Kind::Workshop => &[
+                "watch the craftsmen at work",
+                "tinker with an old project",
+                "ask about a repair",
+            ],
             Kind::Square => &[
                 "stroll around the square",
                 "watch the street performers",
@@ -261,21 +340,25 @@ impl Kind {
                 "listen to the fiddler",
                 "share a pitcher with friends",
             ],
-            Kind::Field => &["walk along the fields", "pick wildflowers", "watch the sunset over the fields"],
+            Kind::Field => &[
+                "walk along the fields",
+                "pick wildflowers",
+                "watch the sunset over the fields",
+            ],
             Kind::Other => &["wander about", "sit and watch the world go by"],
         }
     }
 }
 
-/// A job, by the kind of its workplace. Times are minutes after midnight,
-/// each jittered by up to an hour either way in 15-minute steps.
+/// A job, by the kind of its workplace. Work hours are minutes after
+/// midnight, each jittered by up to an hour either way in 15-minute steps;
+/// the agent wakes 30 to 60 minutes before work starts.
 struct Job {
     occupation: &'static str,
     work: &'static [&'static str],
     primary: &'static [&'static str],
     secondary: &'static [&'static str],
     abilities: &'static [&'static str],
-    wake: u16,
     work_start: u16,
     work_end: u16,
 }
@@ -284,17 +367,34 @@ struct Job {
 static JOBS: [Job; 7] = [
     Job {
         occupation: "homemaker",
-        work: &["keep house", "mend clothes", "tend the kitchen garden", "bake for the week"],
-        primary: &["Keep the household fed and happy", "Turn the house into the warmest home on the street"],
-        secondary: &["Put up enough preserves for winter", "Fix the draughty window", "Grow prize-winning pumpkins"],
+        work: &[
+            "keep house",
+            "mend clothes",
+            "tend the kitchen garden",
+            "bake for the week",
+        ],
+        primary: &[
+            "Keep the household fed and happy",
+            "Turn the house into the warmest home on the street",
+        ],
+        secondary: &[
+            "Put up enough preserves for winter",
+            "Fix the draughty window",
+            "Grow prize-winning pumpkins",
+        ],
         abilities: &["housekeeping", "preserving", "budgeting"],
-        wake: 390,
         work_start: 480,
         work_end: 1050,
     },
     Job {
         occupation: "shopkeeper",
-        work: &["mind the counter", "stock the shelves", "serve customers", "count the till", "unpack deliveries"],
+        work: &[
+            "mind the counter",
+            "stock the shelves",
+            "serve customers",
+            "count the till",
+            "unpack deliveries",
+        ],
         primary: &[
             "Keep the shop profitable through the lean season",
             "Save enough to open a second shop",
@@ -307,8 +407,12 @@ static JOBS: [Job; 7] = [
             "Repaint the shop sign",
             "Learn to read contracts properly",
         ],
-        abilities: &["bookkeeping", "haggling", "remembering faces", "appraising goods"],
-        wake: 390,
+        abilities: &[
+            "bookkeeping",
+            "haggling",
+            "remembering faces",
+            "appraising goods",
+        ],
         work_start: 480,
         work_end: 1080,
     },
@@ -333,8 +437,13 @@ static JOBS: [Job; 7] = [
             "Finish the cradle promised to a neighbour",
             "Keep the workshop free of accidents",
         ],
-        abilities: &["carpentry", "metalwork", "joinery", "tool repair", "pottery"],
-        wake: 375,
+        abilities: &[
+            "carpentry",
+            "metalwork",
+            "joinery",
+            "tool repair",
+            "pottery",
+        ],
         work_start: 465,
         work_end: 1050,
     },
@@ -359,7 +468,6 @@ static JOBS: [Job; 7] = [
             "Make the stall's awning waterproof",
         ],
         abilities: &["salesmanship", "a loud voice", "juggling", "quick sums"],
-        wake: 345,
         work_start: 420,
         work_end: 1020,
     },
@@ -383,9 +491,13 @@ static JOBS: [Job; 7] = [
             "Fix the leaking cellar roof",
             "Collect the debts of the regulars",
         ],
-        abilities: &["brewing", "breaking up fights", "remembering orders", "tapping casks"],
-        wake: 450,
-        work_start: 600,
+        abilities: &[
+            "brewing",
+            "breaking up fights",
+            "remembering orders",
+            "tapping casks",
+        ],
+        work_start: 540,
         work_end: 1170,
     },
     Job {
@@ -409,8 +521,12 @@ static JOBS: [Job; 7] = [
             "Sell surplus grain at the market",
             "Plant an orchard",
         ],
-        abilities: &["farming", "animal husbandry", "reading the weather", "ploughing"],
-        wake: 315,
+        abilities: &[
+            "farming",
+            "animal husbandry",
+            "reading the weather",
+            "ploughing",
+        ],
         work_start: 390,
         work_end: 1020,
     },
@@ -418,9 +534,12 @@ static JOBS: [Job; 7] = [
         occupation: "labourer",
         work: &["run errands", "carry loads", "do odd jobs", "sweep up"],
         primary: &["Find steady work", "Save for a place of one's own"],
-        secondary: &["Learn a proper trade", "Mend the old boots", "Repay a friend's loan"],
+        secondary: &[
+            "Learn a proper trade",
+            "Mend the old boots",
+            "Repay a friend's loan",
+        ],
         abilities: &["hauling", "patience", "digging"],
-        wake: 390,
         work_start: 480,
         work_end: 1050,
     },
@@ -528,11 +647,26 @@ const TOPICS: &[&str] = &[
 
 /// (low, high) for openness, conscientiousness, extraversion, agreeableness, neuroticism.
 const DISPOSITIONS: [(&str, &str); 5] = [
-    ("Prefers the familiar and distrusts novelty.", "Endlessly curious about people, places and ideas."),
-    ("Lives in the moment and lets chores pile up.", "Careful and dependable; finishes what they start."),
-    ("Quiet and reserved, happiest in small company.", "Outgoing and talkative; draws energy from a crowd."),
-    ("Blunt and competitive, slow to forgive.", "Warm and generous, quick to help a neighbour."),
-    ("Calm under pressure; little rattles them.", "Anxious and easily stung by a harsh word."),
+    (
+        "Prefers the familiar and distrusts novelty.",
+        "Endlessly curious about people, places and ideas.",
+    ),
+    (
+        "Lives in the moment and lets chores pile up.",
+        "Careful and dependable; finishes what they start.",
+    ),
+    (
+        "Quiet and reserved, happiest in small company.",
+        "Outgoing and talkative; draws energy from a crowd.",
+    ),
+    (
+        "Blunt and competitive, slow to forgive.",
+        "Warm and generous, quick to help a neighbour.",
+    ),
+    (
+        "Calm under pressure; little rattles them.",
+        "Anxious and easily stung by a harsh word.",
+    ),
 ];
 
 const ORIGINS: &[&str] = &[
@@ -544,6 +678,63 @@ const ORIGINS: &[&str] = &[
     "is the youngest of seven siblings",
     "spent a few restless years at sea before settling down",
     "was apprenticed young and left home at twelve",
+];
+
+/// A seed memory: `before`, then the agent's home, workplace, first like or
+/// first dislike (by `fill`: 0 to 3), then `after`.
+struct MemoryTemplate {
+    before: &'static str,
+    fill: Option<usize>,
+    after: &'static str,
+    tag: &'static str,
+    /// Lowest and highest importance.
+    importance: (u8, u8),
+}
+
+/// At most 8 (picks are tracked in a bit mask).
+const MEMORIES: [MemoryTemplate; 6] = [
+    MemoryTemplate {
+        before: "Moved into ",
+        fill: Some(0),
+        after: " with little more than a bag of clothes.",
+        tag: "home",
+        importance: (4, 6),
+    },
+    MemoryTemplate {
+        before: "My first day at ",
+        fill: Some(1),
+        after: ": nothing went to plan, but it got done.",
+        tag: "work",
+        importance: (3, 6),
+    },
+    MemoryTemplate {
+        before: "Tasted ",
+        fill: Some(2),
+        after: " at the midsummer fair and never forgot it.",
+        tag: "fair",
+        importance: (2, 4),
+    },
+    MemoryTemplate {
+        before: "Was caught in a storm on the road as a child and sheltered in a barn until dawn.",
+        fill: None,
+        after: "",
+        tag: "childhood",
+        importance: (5, 8),
+    },
+    MemoryTemplate {
+        before: "Had a falling-out with a neighbour over ",
+        fill: Some(3),
+        after: "; it still stings.",
+        tag: "conflict",
+        importance: (4, 7),
+    },
+    MemoryTemplate {
+        before: "Once got lost in the hills for a whole night and came back to a search party.",
+        fill: None,
+        after: "",
+        tag: "adventure",
+        importance: (5, 9),
+    },
 ];
 
 // ---------------------------------------------------------------------------
@@ -568,19 +759,20 @@ struct Buckets {
 }
 
 impl Buckets {
-    fn new(keys: &[LocationId], locations: usize) -> Self {
+    fn new(people: &[Person], key: impl Fn(&Person) -> LocationId, locations: usize) -> Self {
         let mut start = vec![0usize; locations + 1];
-        for &k in keys {
-            start[usize::from(k) + 1] += 1;
+        for p in people {
+            start[usize::from(key(p)) + 1] += 1;
         }
         for i in 1..start.len() {
             start[i] += start[i - 1];
         }
         let mut next = start.clone();
-        let mut members = vec![0usize; keys.len()];
-        for (agent, &k) in keys.iter().enumerate() {
-            members[next[usize::from(k)]] = agent;
-            next[usize::from(k)] += 1;
+        let mut members = vec![0usize; people.len()];
+        for (agent, p) in people.iter().enumerate() {
+            let k = usize::from(key(p));
+            members[next[k]] = agent;
+            next[k] += 1;
         }
         Self { start, members }
     }
@@ -591,6 +783,19 @@ impl Buckets {
     }
 }
 
+/// Agents generated from one random stream; the unit of parallel work.
+const CHUNK: usize = 4096;
+
+/// Who an agent is and where they live and work: decided first, in order,
+/// since families form as agents move into homes one after another, and
+/// read by every chunk for relationships.
+struct Person {
+    name: String,
+    id: String,
+    home: LocationId,
+    work: LocationId,
+}
+
 /// `count` agents living on `map`, deterministic for `seed`, in id order.
 ///
 /// Ids are "syn-000123-talia" (the number zero-padded to the same width for
@@ -598,13 +803,22 @@ impl Buckets {
 /// map's "home" locations (any location if it has none); workplaces among
 /// the others, and the job follows the workplace's kind. Each schedule covers
 /// the whole week: sleep at home across midnight, breakfast, work on workdays
-/// (usually Monday to Friday), leisure on free days, lunch at a tavern or
-/// square when the map has one, a flexible evening out, dinner at home.
-/// Relationships point at housemates ("family" when they share a family
-/// name, else "neighbor") and coworkers ("colleague", sometimes "rival").
+/// (usually Monday to Friday), a flexible day out on free days, lunch at a
+/// tavern or square when the map has one, a flexible evening out, dinner at
+/// home. Relationships point at housemates ("family" when they share a
+/// family name, else "neighbor") and coworkers ("colleague", sometimes
+/// "rival").
 ///
-/// Returns no agents for a map without locations.
+/// After names and homes, the work runs on up to one thread per core, in
+/// fixed chunks with their own random streams: the result does not depend on
+/// the number of threads. Returns no agents for a map without locations.
 pub fn generate(map: &WorldMap, count: usize, seed: u64) -> Vec<AgentDef> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    generate_on(map, count, seed, threads)
+}
+
+/// [`generate`] on up to `threads` threads.
+fn generate_on(map: &WorldMap, count: usize, seed: u64, threads: usize) -> Vec<AgentDef> {
     let located = map.locations.len().min(usize::from(LocationId::MAX) + 1);
     if located == 0 || count == 0 {
         return Vec::new();
@@ -627,44 +841,96 @@ pub fn generate(map: &WorldMap, count: usize, seed: u64) -> Vec<AgentDef> {
     };
     let homes = with(&|k| k == Kind::Home);
     let workplaces = with(&|k| k != Kind::Home);
-    let social: Vec<LocationId> = ids().filter(|&i| places[usize::from(i)].kind.is_social()).collect();
+    let social: Vec<LocationId> = ids()
+        .filter(|&i| places[usize::from(i)].kind.is_social())
+        .collect();
 
-    let mut g = Generator {
-        rng: ChaCha8Rng::seed_from_u64(seed),
-        names: NameGenerator::new(seed ^ NAME_SALT),
-        places: &places,
-        all: &all,
-        social: &social,
-    };
+    // 1. names, ids, homes and workplaces, in order
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut names = NameGenerator::new(seed ^ NAME_SALT);
     let width = id_width(count);
     let mut last_resident = vec![usize::MAX; located];
-    let mut home_of = Vec::with_capacity(count);
-    let mut work_of = Vec::with_capacity(count);
-    let mut agents = Vec::with_capacity(count);
+    let mut people: Vec<Person> = Vec::with_capacity(count);
     for number in 0..count {
-        let home = pick(&mut g.rng, &homes);
-        let work = g.near(&workplaces, places[usize::from(home)].center, 3);
+        let home = pick(&mut rng, &homes);
+        let work = near(
+            &mut rng,
+            &places,
+            &workplaces,
+            places[usize::from(home)].center,
+            NEARBY_TRIES,
+        );
         // a third of agents join the family of someone already living there
         let family = match last_resident[usize::from(home)] {
             usize::MAX => None,
-            other if g.rng.random_bool(0.35) => surname(&agents, other),
+            other if rng.random_bool(0.35) => people.get(other).and_then(|p| surname(&p.name)),
             _ => None,
         };
-        let agent = g.agent(number, width, home, work, family);
+        let mut name = String::with_capacity(24);
+        names.push_full(family, &mut name);
+        let given = name.split_once(' ').map_or(name.as_str(), |(g, _)| g);
+        let mut id = String::with_capacity(5 + width + given.len());
+        let _ = write!(id, "syn-{number:0width$}-");
+        id.extend(given.chars().map(|c| c.to_ascii_lowercase()));
         last_resident[usize::from(home)] = number;
-        home_of.push(home);
-        work_of.push(work);
-        agents.push(agent);
+        people.push(Person {
+            name,
+            id,
+            home,
+            work,
+        });
     }
 
-    let by_home = Buckets::new(&home_of, located);
-    let by_work = Buckets::new(&work_of, located);
-    for i in 0..count {
-        let relationships = {
-            let pools = [by_home.of(home_of[i]), by_work.of(work_of[i])];
-            g.relationships(i, &agents, pools)
-        };
-        agents[i].file.relationships = relationships;
+    // 2. everything else, chunk by chunk, each chunk on its own random stream
+    let by_home = Buckets::new(&people, |p| p.home, located);
+    let by_work = Buckets::new(&people, |p| p.work, located);
+    let make = |range: std::ops::Range<usize>, out: &mut Vec<AgentDef>| {
+        for start in range.clone().step_by(CHUNK) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(1 + (start / CHUNK) as u64);
+            let mut g = Generator {
+                rng,
+                places: &places,
+                all: &all,
+                social: &social,
+            };
+            let end = (start + CHUNK).min(range.end);
+            for (i, person) in (start..end).zip(&people[start..end]) {
+                let mut agent = g.agent(person);
+                let pools = [by_home.of(person.home), by_work.of(person.work)];
+                agent.file.relationships = relationships(&mut g.rng, i, &people, pools);
+                out.push(agent);
+            }
+        }
+    };
+    // whole chunks per thread; this thread does the first share
+    let chunks = count.div_ceil(CHUNK);
+    let threads = threads.clamp(1, chunks);
+    let share = chunks.div_ceil(threads) * CHUNK;
+    let mut agents = Vec::with_capacity(count);
+    let make = &make;
+    let rest: Vec<Vec<AgentDef>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let range = (t * share).min(count)..((t + 1) * share).min(count);
+                    let mut out = Vec::with_capacity(range.len());
+                    make(range, &mut out);
+                    out
+                })
+            })
+            .collect();
+        make(0..share.min(count), &mut agents);
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    for part in rest {
+        agents.extend(part);
     }
     agents
 }
@@ -680,25 +946,101 @@ fn id_width(count: usize) -> usize {
     width.max(6)
 }
 
-/// The family name of agent `i` (everything after the first space).
-fn surname(agents: &[AgentDef], i: usize) -> Option<&str> {
-    agents.get(i).and_then(|a| a.file.name.split_once(' ')).map(|(_, family)| family)
+/// The family name in a full name (everything after the first space).
+fn surname(name: &str) -> Option<&str> {
+    name.split_once(' ').map(|(_, family)| family)
+}
+
+/// How many random candidates a workplace or haunt is the nearest of: people
+/// mostly work and go out near home, which keeps walks (and path searches)
+/// short on large maps.
+const NEARBY_TRIES: usize = 24;
+
+/// Of `tries` random locations of `pool`, the nearest to `from`.
+fn near(
+    rng: &mut ChaCha8Rng,
+    places: &[Place<'_>],
+    pool: &[LocationId],
+    from: Tile,
+    tries: usize,
+) -> LocationId {
+    let mut best = pick(rng, pool);
+    let mut best_distance = places[usize::from(best)].center.distance(from);
+    for _ in 1..tries {
+        let other = pick(rng, pool);
+        let d = places[usize::from(other)].center.distance(from);
+        if d < best_distance {
+            (best, best_distance) = (other, d);
+        }
+    }
+    best
+}
+
+/// 0–3 relationships of agent `me` towards housemates (`pools[0]`) and
+/// coworkers (`pools[1]`).
+fn relationships(
+    rng: &mut ChaCha8Rng,
+    me: usize,
+    people: &[Person],
+    pools: [&[usize]; 2],
+) -> Vec<RelationshipSeed> {
+    let n = rng.random_range(0..=3usize);
+    let mut out = Vec::with_capacity(n);
+    let mut targets = [usize::MAX; 3];
+    let family_of = |i: usize| people.get(i).and_then(|p| surname(&p.name));
+    for slot in 0..n {
+        for _attempt in 0..4 {
+            let housemate = rng.random_bool(0.5);
+            let pool = pools[usize::from(!housemate)];
+            if pool.len() < 2 {
+                continue;
+            }
+            let other = pick(rng, pool);
+            if other == me || targets.contains(&other) {
+                continue;
+            }
+            targets[slot] = other;
+            let kind = if housemate {
+                if family_of(me) == family_of(other) {
+                    "family"
+                } else {
+                    "neighbor"
+                }
+            } else if rng.random_bool(0.1) {
+                "rival"
+            } else {
+                "colleague"
+            };
+            let (affection, trust) = match kind {
+                "family" => (20..=90, 40..=95),
+                "neighbor" => (-20..=60, 10..=70),
+                "rival" => (-70..=-10, 0..=30),
+                _ => (-10..=70, 20..=80),
+            };
+            out.push(RelationshipSeed {
+                target: people[other].id.clone(),
+                kind: kind.to_owned(),
+                affection: rng.random_range(affection) as f32,
+                trust: rng.random_range(trust) as f32,
+            });
+            break;
+        }
+    }
+    out
 }
 
 struct Generator<'a, 'm> {
     rng: ChaCha8Rng,
-    names: NameGenerator,
     places: &'a [Place<'m>],
     all: &'a [LocationId],
     social: &'a [LocationId],
 }
 
 /// The day of one agent, in minutes after midnight. Always
-/// `wake < breakfast_end <= work_start < lunch < lunch_end < work_end <
-/// evening_end < sleep`; sleep runs to the next day's `wake`.
+/// `wake < work_start < lunch < lunch_end < work_end < evening_end < sleep`;
+/// sleep runs to the next day's `wake`.
 struct Routine {
     wake: u16,
-    breakfast_end: u16,
     work_start: u16,
     lunch: u16,
     lunch_end: u16,
@@ -708,25 +1050,15 @@ struct Routine {
 }
 
 impl Generator<'_, '_> {
-    /// Of `tries` random locations of `pool`, the nearest to `from`.
     fn near(&mut self, pool: &[LocationId], from: Tile, tries: usize) -> LocationId {
-        let mut best = pick(&mut self.rng, pool);
-        let mut best_distance = self.places[usize::from(best)].center.distance(from);
-        for _ in 1..tries {
-            let other = pick(&mut self.rng, pool);
-            let d = self.places[usize::from(other)].center.distance(from);
-            if d < best_distance {
-                (best, best_distance) = (other, d);
-            }
-        }
-        best
+        near(&mut self.rng, self.places, pool, from, tries)
     }
 
     /// Somewhere to spend free time: usually a tavern or square near `from`,
     /// sometimes anywhere.
     fn outing(&mut self, from: Tile, social_odds: f64) -> LocationId {
         if !self.social.is_empty() && self.rng.random_bool(social_odds) {
-            self.near(self.social, from, 3)
+            self.near(self.social, from, NEARBY_TRIES)
         } else {
             pick(&mut self.rng, self.all)
         }
@@ -737,17 +1069,14 @@ impl Generator<'_, '_> {
         minutes - 60 + 15 * self.rng.random_range(0..=8u16)
     }
 
-    fn agent(&mut self, number: usize, width: usize, home: LocationId, work: LocationId, family: Option<&str>) -> AgentDef {
+    /// The agent of `person`, but for relationships.
+    fn agent(&mut self, person: &Person) -> AgentDef {
         let places = self.places;
+        let (home, work) = (person.home, person.work);
         let (home_place, work_place) = (&places[usize::from(home)], &places[usize::from(work)]);
         let job = work_place.kind.job();
-
-        let mut name = String::with_capacity(32);
-        self.names.push_full(family, &mut name);
+        let (name, id) = (person.name.clone(), person.id.clone());
         let given = name.split_once(' ').map_or(name.as_str(), |(g, _)| g);
-        let mut id = String::with_capacity(12 + width + given.len());
-        let _ = write!(id, "syn-{number:0width$}-");
-        id.extend(given.chars().map(|c| c.to_ascii_lowercase()));
 
         let age = self.rng.random_range(16..=85u32);
         let mut trait_of = || {
@@ -788,12 +1117,33 @@ impl Generator<'_, '_> {
         let constitution = constitution(&personality);
         let origin = pick(&mut self.rng, ORIGINS);
         let (occupation, work_name, home_name) = (job.occupation, work_place.name, home_place.name);
-        let background = format!(
-            "{given} {origin}. Now {age}, {given} works as a {occupation} at {work_name} and lives at {home_name}. \
-             Friends know {given} for {} and a fondness for {}.",
-            abilities[0], likes[0]
-        );
-        let memories = self.memories(home_name, work_name, occupation, &abilities[0], &likes[0], &dislikes[0]);
+        let ability = first(&abilities, "patience");
+        let (like, dislike) = (first(&likes, "company"), first(&dislikes, "noise"));
+        let mut age_text = [0u8; 2];
+        let age_text = decimal(age, &mut age_text);
+        let background = concat(&[
+            given,
+            " ",
+            origin,
+            ". Now ",
+            age_text,
+            ", ",
+            given,
+            " works as a ",
+            occupation,
+            " at ",
+            work_name,
+            " and lives at ",
+            home_name,
+            ". Friends know ",
+            given,
+            " for ",
+            ability,
+            " and a fondness for ",
+            like,
+            ".",
+        ]);
+        let memories = self.memories([home_name, work_name, like, dislike]);
 
         let file = AgentFile {
             schema: None,
@@ -851,9 +1201,8 @@ impl Generator<'_, '_> {
     }
 
     fn routine(&mut self, job: &Job) -> Routine {
-        let wake = self.jitter(job.wake);
-        let breakfast_end = wake + 15 * self.rng.random_range(2..=3u16);
-        let work_start = self.jitter(job.work_start).max(breakfast_end);
+        let work_start = self.jitter(job.work_start);
+        let wake = work_start - 15 * self.rng.random_range(2..=4u16);
         let lunch = 12 * 60 + 15 * self.rng.random_range(0..=4u16);
         let lunch_end = lunch + 15 * self.rng.random_range(3..=4u16);
         let work_end = self.jitter(job.work_end);
@@ -861,7 +1210,6 @@ impl Generator<'_, '_> {
         let evening_end = (work_end + 15 * self.rng.random_range(6..=12u16)).min(sleep - 30);
         Routine {
             wake,
-            breakfast_end,
             work_start,
             lunch,
             lunch_end,
@@ -871,7 +1219,13 @@ impl Generator<'_, '_> {
         }
     }
 
-    fn schedule(&mut self, home: LocationId, work: LocationId, job: &Job) -> (Vec<ScheduleEntry>, Vec<ScheduleBlock>) {
+    /// The week of an agent: eight entries, in the order of the day.
+    fn schedule(
+        &mut self,
+        home: LocationId,
+        work: LocationId,
+        job: &Job,
+    ) -> (Vec<ScheduleEntry>, Vec<ScheduleBlock>) {
         let places = self.places;
         let r = self.routine(job);
         let (home_place, work_place) = (&places[usize::from(home)], &places[usize::from(work)]);
@@ -879,124 +1233,188 @@ impl Generator<'_, '_> {
         // one agent in seven takes a weekday off instead of working it
         let (workdays, free_days) = if self.rng.random_bool(1.0 / 7.0) {
             let off = Weekday::ALL[self.rng.random_range(0..5)];
-            let work_list = Weekday::ALL[..5].iter().copied().filter(|&d| d != off).collect();
-            (Days::List(work_list), Days::List(vec![off, Weekday::Sat, Weekday::Sun]))
+            let work_list = Weekday::ALL[..5]
+                .iter()
+                .copied()
+                .filter(|&d| d != off)
+                .collect();
+            (
+                Days::List(work_list),
+                Days::List(vec![off, Weekday::Sat, Weekday::Sun]),
+            )
         } else {
             (Days::Named(DaySet::Weekdays), Days::Named(DaySet::Weekends))
         };
         let daily = Days::Named(DaySet::Daily);
 
-        let lunch_at = if self.social.is_empty() { work } else { self.near(self.social, work_place.center, 3) };
+        let lunch_at = if self.social.is_empty() {
+            work
+        } else {
+            self.near(self.social, work_place.center, NEARBY_TRIES)
+        };
         let lunch_place = &places[usize::from(lunch_at)];
         let (lunch_activity, lunch_object) = if lunch_place.kind.is_social() {
             ("have lunch", lunch_place.object)
         } else {
             ("eat a packed lunch", None)
         };
-        let work_object = if work_place.kind == Kind::Home { None } else { work_place.object };
-        let morning_out = self.outing(home_place.center, 0.5);
-        let afternoon_out = self.outing(home_place.center, 0.5);
+        let work_object = if work_place.kind == Kind::Home {
+            None
+        } else {
+            work_place.object
+        };
+        let day_out = self.outing(home_place.center, 0.5);
         let evening_out = self.outing(home_place.center, 0.75);
         let (work_am, work_pm) = (pick(&mut self.rng, job.work), pick(&mut self.rng, job.work));
         let leisure = |g: &mut Self, at: LocationId| {
-            if at == home { "potter about at home" } else { pick(&mut g.rng, places[usize::from(at)].kind.leisure()) }
+            if at == home {
+                "potter about at home"
+            } else {
+                pick(&mut g.rng, places[usize::from(at)].kind.leisure())
+            }
         };
-        let (morning, afternoon, evening) = (leisure(self, morning_out), leisure(self, afternoon_out), leisure(self, evening_out));
+        let (day, evening) = (leisure(self, day_out), leisure(self, evening_out));
 
-        let mut s = Schedule {
-            places,
-            entries: Vec::with_capacity(11),
-            blocks: Vec::with_capacity(11),
-        };
-        s.add(&daily, r.wake, r.breakfast_end, "have breakfast", home, None, 5, false);
-        if r.breakfast_end < r.work_start {
-            s.add(&workdays, r.breakfast_end, r.work_start, "get ready for work", home, None, 4, false);
-        }
-        s.add(&workdays, r.work_start, r.lunch, work_am, work, work_object, 7, false);
-        s.add(&free_days, r.breakfast_end, r.lunch, morning, morning_out, None, 3, true);
-        s.add(&daily, r.lunch, r.lunch_end, lunch_activity, lunch_at, lunch_object, 5, false);
-        s.add(&workdays, r.lunch_end, r.work_end, work_pm, work, work_object, 7, false);
-        s.add(&free_days, r.lunch_end, r.work_end, afternoon, afternoon_out, None, 3, true);
-        s.add(&daily, r.work_end, r.evening_end, evening, evening_out, None, 3, true);
-        s.add(&daily, r.evening_end, r.sleep, "have dinner and unwind", home, None, 5, false);
-        s.add(&daily, r.sleep, r.wake, "sleep", home, home_place.bed, 9, false);
-        (s.entries, s.blocks)
+        // free days: out all day, lunch (which is not flexible) included
+        let plan: [Slot<'_>; 8] = [
+            (
+                &daily,
+                r.wake,
+                r.work_start,
+                "have breakfast",
+                home,
+                None,
+                5,
+                false,
+            ),
+            (
+                &workdays,
+                r.work_start,
+                r.lunch,
+                work_am,
+                work,
+                work_object,
+                7,
+                false,
+            ),
+            (
+                &free_days,
+                r.work_start,
+                r.work_end,
+                day,
+                day_out,
+                None,
+                3,
+                true,
+            ),
+            (
+                &daily,
+                r.lunch,
+                r.lunch_end,
+                lunch_activity,
+                lunch_at,
+                lunch_object,
+                5,
+                false,
+            ),
+            (
+                &workdays,
+                r.lunch_end,
+                r.work_end,
+                work_pm,
+                work,
+                work_object,
+                7,
+                false,
+            ),
+            (
+                &daily,
+                r.work_end,
+                r.evening_end,
+                evening,
+                evening_out,
+                None,
+                3,
+                true,
+            ),
+            (
+                &daily,
+                r.evening_end,
+                r.sleep,
+                "have dinner and unwind",
+                home,
+                None,
+                5,
+                false,
+            ),
+            (
+                &daily,
+                r.sleep,
+                r.wake,
+                "sleep",
+                home,
+                home_place.bed,
+                9,
+                false,
+            ),
+        ];
+        compile(places, &plan)
     }
 
-    fn memories(&mut self, home: &str, work: &str, occupation: &str, ability: &str, like: &str, dislike: &str) -> Vec<MemorySeed> {
+    /// 0–2 memories from [`MEMORIES`].
+    fn memories(&mut self, fills: [&str; 4]) -> Vec<MemorySeed> {
         let n = self.rng.random_range(0..=2);
         let mut memories = Vec::with_capacity(n);
         let mut used = 0u8;
         while memories.len() < n {
-            let which = self.rng.random_range(0..6u8);
+            let which = self.rng.random_range(0..MEMORIES.len());
             if used & (1 << which) != 0 {
                 continue;
             }
             used |= 1 << which;
-            let (content, tag, importance) = match which {
-                0 => (format!("Moved into {home} with little more than a bag of clothes."), "home", 4..=6),
-                1 => (format!("My first day as a {occupation} at {work}: nothing went to plan, but it got done."), "work", 3..=6),
-                2 => (format!("Tasted {like} at the midsummer fair and never forgot it."), "fair", 2..=4),
-                3 => ("Was caught in a storm on the road as a child and sheltered in a barn until dawn.".to_owned(), "childhood", 5..=8),
-                4 => (format!("Had a falling-out with a neighbour over {dislike}; it still stings."), "conflict", 4..=7),
-                _ => (format!("Learned {ability} from an old master who never praised anyone."), "skill", 3..=6),
-            };
+            let m = &MEMORIES[which];
+            let fill = m.fill.map_or("", |i| fills[i]);
             memories.push(MemorySeed {
-                content,
-                importance: Some(self.rng.random_range(importance)),
-                tags: vec![tag.to_owned()],
+                content: concat(&[m.before, fill, m.after]),
+                importance: Some(self.rng.random_range(m.importance.0..=m.importance.1)),
+                tags: vec![m.tag.to_owned()],
             });
         }
         memories
     }
+}
 
-    /// 0–3 relationships of agent `me` towards housemates (`pools[0]`) and
-    /// coworkers (`pools[1]`).
-    fn relationships(&mut self, me: usize, agents: &[AgentDef], pools: [&[usize]; 2]) -> Vec<RelationshipSeed> {
-        let n = self.rng.random_range(0..=3usize);
-        let mut out = Vec::with_capacity(n);
-        let mut targets = [usize::MAX; 3];
-        for slot in 0..n {
-            for _attempt in 0..4 {
-                let housemate = self.rng.random_bool(0.5);
-                let pool = pools[usize::from(!housemate)];
-                if pool.len() < 2 {
-                    continue;
-                }
-                let other = pick(&mut self.rng, pool);
-                if other == me || targets.contains(&other) {
-                    continue;
-                }
-                targets[slot] = other;
-                let kind = if housemate {
-                    if surname(agents, me) == surname(agents, other) { "family" } else { "neighbor" }
-                } else if self.rng.random_bool(0.1) {
-                    "rival"
-                } else {
-                    "colleague"
-                };
-                let (affection, trust) = match kind {
-                    "family" => (20..=90, 40..=95),
-                    "neighbor" => (-20..=60, 10..=70),
-                    "rival" => (-70..=-10, 0..=30),
-                    _ => (-10..=70, 20..=80),
-                };
-                out.push(RelationshipSeed {
-                    target: agents[other].file.id.clone(),
-                    kind: kind.to_owned(),
-                    affection: self.rng.random_range(affection) as f32,
-                    trust: self.rng.random_range(trust) as f32,
-                });
-                break;
-            }
-        }
-        out
+/// The first of `v`, or `or`.
+fn first<'a>(v: &'a [String], or: &'a str) -> &'a str {
+    v.first().map_or(or, String::as_str)
+}
+
+/// The pieces, joined, in one allocation.
+fn concat(pieces: &[&str]) -> String {
+    let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for p in pieces {
+        out.push_str(p);
     }
+    out
+}
+
+/// `n` (below 100) in decimal, written into `buf`.
+fn decimal(n: u32, buf: &mut [u8; 2]) -> &str {
+    let n = n.min(99) as u8;
+    *buf = [b'0' + n / 10, b'0' + n % 10];
+    let digits = if n < 10 { &buf[1..] } else { &buf[..] };
+    std::str::from_utf8(digits).unwrap_or("?")
 }
 
 /// Two sentences from the agent's two most pronounced Big Five traits.
 fn constitution(p: &BigFive) -> String {
-    let scores = [p.openness, p.conscientiousness, p.extraversion, p.agreeableness, p.neuroticism];
+    let scores = [
+        p.openness,
+        p.conscientiousness,
+        p.extraversion,
+        p.agreeableness,
+        p.neuroticism,
+    ];
     let strength = |i: usize| (scores[i] - 0.5).abs();
     let mut first = 0;
     for i in 1..5 {
@@ -1010,46 +1428,45 @@ fn constitution(p: &BigFive) -> String {
             second = i;
         }
     }
-    let phrase = |i: usize| if scores[i] >= 0.5 { DISPOSITIONS[i].1 } else { DISPOSITIONS[i].0 };
-    let (a, b) = (phrase(first), phrase(second));
-    let mut out = String::with_capacity(a.len() + b.len() + 1);
-    out.push_str(a);
-    out.push(' ');
-    out.push_str(b);
-    out
+    let phrase = |i: usize| {
+        if scores[i] >= 0.5 {
+            DISPOSITIONS[i].1
+        } else {
+            DISPOSITIONS[i].0
+        }
+    };
+    concat(&[phrase(first), " ", phrase(second)])
 }
 
-/// A schedule being written: the file's entries and their compiled blocks.
-struct Schedule<'a, 'm> {
-    places: &'a [Place<'m>],
-    entries: Vec<ScheduleEntry>,
-    blocks: Vec<ScheduleBlock>,
-}
+/// One schedule entry before it is written out: days, start, end, activity,
+/// location, object, priority, flexible.
+type Slot<'s> = (
+    &'s Days,
+    u16,
+    u16,
+    &'s str,
+    LocationId,
+    Option<&'s str>,
+    u8,
+    bool,
+);
 
-impl Schedule<'_, '_> {
-    #[expect(clippy::too_many_arguments, reason = "one argument per field of the entry")]
-    fn add(
-        &mut self,
-        days: &Days,
-        start: u16,
-        end: u16,
-        activity: &str,
-        location: LocationId,
-        object: Option<&str>,
-        priority: u8,
-        flexible: bool,
-    ) {
-        self.entries.push(ScheduleEntry {
+/// The file's entries and their compiled blocks, from the same slots.
+fn compile(places: &[Place<'_>], plan: &[Slot<'_>]) -> (Vec<ScheduleEntry>, Vec<ScheduleBlock>) {
+    let mut entries = Vec::with_capacity(plan.len());
+    let mut blocks = Vec::with_capacity(plan.len());
+    for &(days, start, end, activity, location, object, priority, flexible) in plan {
+        entries.push(ScheduleEntry {
             days: days.clone(),
             start: clock(start),
             end: clock(end),
             activity: activity.to_owned(),
-            location: self.places[usize::from(location)].name.to_owned(),
+            location: places[usize::from(location)].name.to_owned(),
             object: object.map(str::to_owned),
             priority,
             flexible,
         });
-        self.blocks.push(ScheduleBlock {
+        blocks.push(ScheduleBlock {
             days: days.mask(),
             start,
             end,
@@ -1060,6 +1477,7 @@ impl Schedule<'_, '_> {
             flexible,
         });
     }
+    (entries, blocks)
 }
 
 /// "HH:MM" for minutes after midnight (1440 is "24:00").
@@ -1067,7 +1485,11 @@ fn clock(minutes: u16) -> String {
     let (h, m) = (minutes / 60, minutes % 60);
     let mut out = String::with_capacity(5);
     for d in [h / 10, h % 10, 10, m / 10, m % 10] {
-        out.push(if d == 10 { ':' } else { char::from(b'0' + d as u8) });
+        out.push(if d == 10 {
+            ':'
+        } else {
+            char::from(b'0' + d as u8)
+        });
     }
     out
 }
@@ -1077,7 +1499,9 @@ fn clock(minutes: u16) -> String {
 /// [`WorldMap::generate`] on a near-square grid, and `generate(&map, count,
 /// seed)`. The map's seed is derived from `seed`.
 pub fn world(count: usize, seed: u64) -> Content {
-    let locations = count.div_ceil(AGENTS_PER_LOCATION).clamp(MIN_LOCATIONS, usize::from(LocationId::MAX));
+    let locations = count
+        .div_ceil(AGENTS_PER_LOCATION)
+        .clamp(MIN_LOCATIONS, usize::from(LocationId::MAX));
     // WorldMap::generate lays buildings on a 9×8-tile pitch inside a one-tile border
     let mut cols = locations.isqrt();
     if cols * cols < locations {
@@ -1100,7 +1524,7 @@ mod tests {
     }
 
     /// What `content::validate` makes of an entry: the block it compiles to.
-    fn compile(map: &WorldMap, e: &ScheduleEntry) -> ScheduleBlock {
+    fn parsed(map: &WorldMap, e: &ScheduleEntry) -> ScheduleBlock {
         ScheduleBlock {
             days: e.days.mask(),
             start: parse_clock(&e.start, false).expect("start parses"),
@@ -1119,21 +1543,40 @@ mod tests {
         let mut b = NameGenerator::new(7);
         let names: Vec<String> = (0..2_000).map(|_| a.full()).collect();
         assert_eq!(names, (0..2_000).map(|_| b.full()).collect::<Vec<_>>());
-        assert_ne!(names[..20], (0..20).map(|_| NameGenerator::new(8).full()).collect::<Vec<_>>()[..]);
-        let mut parts: Vec<String> = names.iter().flat_map(|n| n.split(' ').map(str::to_owned)).collect();
+        assert_ne!(
+            names[..20],
+            (0..20)
+                .map(|_| NameGenerator::new(8).full())
+                .collect::<Vec<_>>()[..]
+        );
+        let mut parts: Vec<String> = names
+            .iter()
+            .flat_map(|n| n.split(' ').map(str::to_owned))
+            .collect();
         parts.extend((0..500).map(|_| a.given()));
         parts.extend((0..500).map(|_| a.family()));
         for part in &parts {
             let mut chars = part.chars();
-            assert!(chars.next().is_some_and(|c| c.is_ascii_uppercase()), "{part}");
+            assert!(
+                chars.next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{part}"
+            );
             assert!(chars.all(|c| c.is_ascii_lowercase()), "{part}");
             assert!((3..=14).contains(&part.len()), "{part}");
+            let lower = part.to_lowercase();
+            assert!(!BLOCKED.iter().any(|b| lower.contains(b)), "{part}");
+            assert!(!blocked(&lower), "{part}");
         }
         for n in &names {
             assert_eq!(n.split(' ').count(), 2, "{n}");
         }
+        assert!(blocked("crapissa") && blocked("sex") && !blocked("brennock"));
         let distinct: std::collections::HashSet<&String> = names.iter().collect();
-        assert!(distinct.len() > 1_900, "names should rarely repeat: {}", distinct.len());
+        assert!(
+            distinct.len() > 1_900,
+            "names should rarely repeat: {}",
+            distinct.len()
+        );
     }
 
     #[test]
@@ -1147,22 +1590,45 @@ mod tests {
     }
 
     #[test]
+    fn the_number_of_threads_does_not_change_the_agents() {
+        let map = WorldMap::generate(100, 60, 40, 3);
+        let count = 3 * CHUNK + 5;
+        let one = generate_on(&map, count, 11, 1);
+        assert_eq!(one.len(), count);
+        assert_eq!(one, generate_on(&map, count, 11, 3));
+        assert_eq!(one, generate_on(&map, count, 11, 64));
+    }
+
+    #[test]
     fn ids_are_unique_sorted_slugs_numbered_in_order() {
         let c = sample();
         assert_eq!(c.agents.len(), 2_000);
         let slug = |s: &str| {
             s.len() <= 63
                 && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         };
         for (i, a) in c.agents.iter().enumerate() {
             assert!(slug(&a.file.id), "{}", a.file.id);
-            let given = a.file.name.split(' ').next().expect("given name").to_lowercase();
+            let given = a
+                .file
+                .name
+                .split(' ')
+                .next()
+                .expect("given name")
+                .to_lowercase();
             assert_eq!(a.file.id, format!("syn-{i:06}-{given}"));
         }
-        assert!(c.agents.windows(2).all(|w| w[0].file.id < w[1].file.id), "sorted and unique");
+        assert!(
+            c.agents.windows(2).all(|w| w[0].file.id < w[1].file.id),
+            "sorted and unique"
+        );
         // wider numbers when needed
-        assert_eq!((id_width(0), id_width(1_000_000), id_width(1_000_001)), (6, 6, 7));
+        assert_eq!(
+            (id_width(0), id_width(1_000_000), id_width(1_000_001)),
+            (6, 6, 7)
+        );
         assert_eq!(id_width(usize::MAX), usize::MAX.to_string().len());
     }
 
@@ -1180,15 +1646,35 @@ mod tests {
                         any += 1;
                         fixed += usize::from(!b.flexible);
                     }
-                    assert!(any >= 1, "{} has nothing on day {weekday} at {minute}", a.file.id);
-                    assert!(fixed <= 1, "{} overlaps on day {weekday} at {minute}", a.file.id);
+                    assert!(
+                        any >= 1,
+                        "{} has nothing on day {weekday} at {minute}",
+                        a.file.id
+                    );
+                    assert!(
+                        fixed <= 1,
+                        "{} overlaps on day {weekday} at {minute}",
+                        a.file.id
+                    );
                 }
             }
-            let sleep = a.schedule.iter().find(|b| b.activity == "sleep").expect("sleeps");
+            let sleep = a
+                .schedule
+                .iter()
+                .find(|b| b.activity == "sleep")
+                .expect("sleeps");
             assert!(sleep.start > sleep.end, "sleep crosses midnight");
             assert_eq!(sleep.location, a.home);
-            assert_eq!(sleep.object.as_deref(), Some("bed"), "generated homes have beds");
-            assert!(a.schedule.iter().all(|b| b.start % 15 == 0 && b.end % 15 == 0));
+            assert_eq!(
+                sleep.object.as_deref(),
+                Some("bed"),
+                "generated homes have beds"
+            );
+            assert!(
+                a.schedule
+                    .iter()
+                    .all(|b| b.start % 15 == 0 && b.end % 15 == 0)
+            );
         }
     }
 
@@ -1199,7 +1685,7 @@ mod tests {
             let f = &a.file;
             assert_eq!(f.schedule.len(), a.schedule.len());
             for (e, b) in f.schedule.iter().zip(&a.schedule) {
-                assert_eq!(&compile(&c.map, e), b, "{}", f.id);
+                assert_eq!(&parsed(&c.map, e), b, "{}", f.id);
                 let loc = c.map.location(b.location);
                 assert_eq!(loc.name, e.location);
                 if let Some(o) = &b.object {
@@ -1219,17 +1705,21 @@ mod tests {
         let c = sample();
         let schema = crate::content::agent::schema();
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-        let ids: std::collections::HashSet<&str> = c.agents.iter().map(|a| a.file.id.as_str()).collect();
+        let ids: std::collections::HashSet<&str> =
+            c.agents.iter().map(|a| a.file.id.as_str()).collect();
         for a in &c.agents {
             let f = &a.file;
             let value = serde_json::to_value(f).expect("serialises");
-            let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| e.to_string())
+                .collect();
             assert!(errors.is_empty(), "{}: {errors:?}", f.id);
             let text = serde_json::to_string(f).expect("serialises");
             let back: AgentFile = serde_json::from_str(&text).expect("parses");
             assert_eq!(&back, f);
             for (e, b) in back.schedule.iter().zip(&a.schedule) {
-                assert_eq!(&compile(&c.map, e), b);
+                assert_eq!(&parsed(&c.map, e), b);
             }
 
             assert_eq!(f.version, AGENT_FORMAT_VERSION);
@@ -1241,14 +1731,22 @@ mod tests {
             assert!((1..=3).contains(&f.likes.len()) && (1..=2).contains(&f.dislikes.len()));
             assert!(f.likes.iter().all(|l| !f.dislikes.contains(l)));
             let p = f.traits.personality;
-            for x in [p.openness, p.conscientiousness, p.extraversion, p.agreeableness, p.neuroticism] {
+            for x in [
+                p.openness,
+                p.conscientiousness,
+                p.extraversion,
+                p.agreeableness,
+                p.neuroticism,
+            ] {
                 assert!((0.0..=1.0).contains(&x));
             }
             assert!(f.relationships.len() <= 3 && f.memories.len() <= 2);
             for r in &f.relationships {
                 assert!(ids.contains(r.target.as_str()) && r.target != f.id);
                 assert!(["family", "neighbor", "colleague", "rival"].contains(&r.kind.as_str()));
-                assert!((-100.0..=100.0).contains(&r.affection) && (0.0..=100.0).contains(&r.trust));
+                assert!(
+                    (-100.0..=100.0).contains(&r.affection) && (0.0..=100.0).contains(&r.trust)
+                );
             }
         }
     }
@@ -1256,12 +1754,18 @@ mod tests {
     #[test]
     fn jobs_follow_workplaces_and_relationships_follow_homes_and_work() {
         let c = sample();
-        let by_id: std::collections::HashMap<&str, &AgentDef> = c.agents.iter().map(|a| (a.file.id.as_str(), a)).collect();
+        let by_id: std::collections::HashMap<&str, &AgentDef> =
+            c.agents.iter().map(|a| (a.file.id.as_str(), a)).collect();
         let mut occupations = std::collections::HashSet::new();
         let (mut family, mut colleagues) = (0, 0);
         for a in &c.agents {
             let work = a.schedule.iter().find(|b| b.priority == 7).expect("works");
-            let kind = c.map.location(work.location).kind.as_deref().expect("generated kinds");
+            let kind = c
+                .map
+                .location(work.location)
+                .kind
+                .as_deref()
+                .expect("generated kinds");
             let expected = match kind {
                 "shop" => "shopkeeper",
                 "workshop" => "craftsman",
@@ -1274,7 +1778,11 @@ mod tests {
             occupations.insert(expected);
             for r in &a.file.relationships {
                 let other = by_id[r.target.as_str()];
-                let other_work = other.schedule.iter().find(|b| b.priority == 7).expect("works");
+                let other_work = other
+                    .schedule
+                    .iter()
+                    .find(|b| b.priority == 7)
+                    .expect("works");
                 match r.kind.as_str() {
                     "family" | "neighbor" => assert_eq!(other.home, a.home),
                     _ => assert_eq!(other_work.location, work.location),
@@ -1301,7 +1809,10 @@ mod tests {
                 "home" => "homemaker",
                 _ => "labourer",
             };
-            assert!(agents.iter().all(|a| a.file.occupation == expected), "{kind}");
+            assert!(
+                agents.iter().all(|a| a.file.occupation == expected),
+                "{kind}"
+            );
             check_schedules(&map, &agents);
         }
         let empty = generate(&WorldMap::generate(40, 30, 12, 5), 0, 1);
@@ -1316,7 +1827,7 @@ mod tests {
                 }
             }
             for (e, b) in a.file.schedule.iter().zip(&a.schedule) {
-                assert_eq!(&compile(map, e), b);
+                assert_eq!(&parsed(map, e), b);
             }
         }
     }
@@ -1324,12 +1835,33 @@ mod tests {
     #[test]
     fn job_hours_leave_room_for_every_block() {
         for job in &JOBS {
-            let (wake_max, start_max, end_min, end_max) = (job.wake + 60, job.work_start + 60, job.work_end - 60, job.work_end + 60);
-            assert!(job.wake >= 60 + 15, "{}: wakes after midnight", job.occupation);
-            assert!((wake_max + 45).max(start_max) < 12 * 60, "{}: work starts before lunch", job.occupation);
-            assert!(14 * 60 < end_min, "{}: work resumes after lunch", job.occupation);
-            assert!(end_max < 21 * 60, "{}: an evening before dinner", job.occupation);
-            assert!(!job.occupation.starts_with(['a', 'e', 'i', 'o', 'u']), "\"a {}\"", job.occupation);
+            let (start_min, start_max) = (job.work_start - 60, job.work_start + 60);
+            let (end_min, end_max) = (job.work_end - 60, job.work_end + 60);
+            assert!(
+                start_min >= 60 + 15,
+                "{}: wakes after midnight",
+                job.occupation
+            );
+            assert!(
+                start_max < 12 * 60,
+                "{}: work starts before lunch",
+                job.occupation
+            );
+            assert!(
+                14 * 60 < end_min,
+                "{}: work resumes after lunch",
+                job.occupation
+            );
+            assert!(
+                end_max < 21 * 60,
+                "{}: an evening out before dinner",
+                job.occupation
+            );
+            assert!(
+                !job.occupation.starts_with(['a', 'e', 'i', 'o', 'u']),
+                "\"a {}\"",
+                job.occupation
+            );
         }
     }
 

@@ -111,7 +111,11 @@ pub struct Object {
 
 impl Object {
     pub fn class(&self) -> &str {
-        if self.kind.is_empty() { &self.class } else { &self.kind }
+        if self.kind.is_empty() {
+            &self.class
+        } else {
+            &self.kind
+        }
     }
 }
 
@@ -156,12 +160,18 @@ pub struct Property {
 
 /// The value of a boolean property `name`, if set.
 pub fn bool_property(props: &[Property], name: &str) -> Option<bool> {
-    props.iter().find(|p| p.name == name).and_then(|p| p.value.as_bool())
+    props
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.value.as_bool())
 }
 
 /// The value of a string property `name`, if set.
 pub fn string_property<'a>(props: &'a [Property], name: &str) -> Option<&'a str> {
-    props.iter().find(|p| p.name == name).and_then(|p| p.value.as_str())
+    props
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.value.as_str())
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -250,7 +260,10 @@ mod tests {
 
     #[test]
     fn base64_plain_and_zlib() {
-        let bytes: Vec<u8> = [5u32, 0, 7, 1].iter().flat_map(|g| g.to_le_bytes()).collect();
+        let bytes: Vec<u8> = [5u32, 0, 7, 1]
+            .iter()
+            .flat_map(|g| g.to_le_bytes())
+            .collect();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
         assert_eq!(layer(b64.into(), None).gids(), Ok(vec![5, 0, 7, 1]));
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -261,9 +274,24 @@ mod tests {
 
     #[test]
     fn bad_data_is_an_error_not_a_panic() {
-        assert_eq!(layer(serde_json::json!([1, 2]), None).gids(), Err(DataError::Length { expected: 4, found: 2 }));
-        assert_eq!(layer(serde_json::json!(["x", 1, 1, 1]), None).gids(), Err(DataError::Shape));
-        assert!(matches!(layer("!!!".into(), None).gids(), Err(DataError::Base64(_))));
-        assert!(matches!(layer("AAAA".into(), Some("zstd")).gids(), Err(DataError::Compression(_))));
+        assert_eq!(
+            layer(serde_json::json!([1, 2]), None).gids(),
+            Err(DataError::Length {
+                expected: 4,
+                found: 2
+            })
+        );
+        assert_eq!(
+            layer(serde_json::json!(["x", 1, 1, 1]), None).gids(),
+            Err(DataError::Shape)
+        );
+        assert!(matches!(
+            layer("!!!".into(), None).gids(),
+            Err(DataError::Base64(_))
+        ));
+        assert!(matches!(
+            layer("AAAA".into(), Some("zstd")).gids(),
+            Err(DataError::Compression(_))
+        ));
     }
 }

@@ -674,7 +674,7 @@ mod tests {
         );
         assert_eq!(lines[3], "3 problems in 2 files");
         assert!(!report.is_ok());
-        assert_eq!(Report::default().to_string(), "0 problems in 0 files");
+        assert_eq!(Report::default().to_string(), "no problems in 0 files");
     }
 
     #[test]

@@ -26,7 +26,8 @@ impl GameClock {
         Self {
             tick: 0,
             seconds: u64::from(start_minute) * 60,
-            seconds_per_tick: (u64::from(game_minutes_per_second) * 60 / u64::from(tick_rate)).max(1),
+            seconds_per_tick: (u64::from(game_minutes_per_second) * 60 / u64::from(tick_rate))
+                .max(1),
             tick_rate,
         }
     }
@@ -65,7 +66,13 @@ impl GameClock {
     pub fn label(&self) -> String {
         const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
         let m = self.minute_of_day();
-        format!("{} {:02}:{:02}, day {}", DAYS[self.weekday() as usize], m / 60, m % 60, self.day())
+        format!(
+            "{} {:02}:{:02}, day {}",
+            DAYS[self.weekday() as usize],
+            m / 60,
+            m % 60,
+            self.day()
+        )
     }
 }
 

@@ -27,7 +27,10 @@ impl Position {
     }
 
     pub fn tile(&self) -> Tile {
-        Tile::new(self.x.round().max(0.0) as u16, self.y.round().max(0.0) as u16)
+        Tile::new(
+            self.x.round().max(0.0) as u16,
+            self.y.round().max(0.0) as u16,
+        )
     }
 
     pub fn distance(&self, other: &Position) -> f32 {
@@ -97,6 +100,8 @@ pub struct Activity {
     pub since: u64,
     /// Game minute the activity is due to end.
     pub until: u64,
+    /// The activity is sleep: the agent rests once it reaches its spot.
+    pub sleep: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +183,20 @@ pub struct Needs {
     /// 0 .. 1: rises with conversations, falls with quiet.
     pub cognitive_load: f32,
     pub sleeping: bool,
+    /// The mood this agent's temperament returns to (from its personality).
+    pub baseline: f32,
+}
+
+impl Needs {
+    /// Needs at the start, with the mood baseline of this personality.
+    pub fn for_personality(p: &crate::content::agent::BigFive) -> Self {
+        let baseline = 0.3 * (1.0 - p.neuroticism) - 0.05 + 0.1 * (p.extraversion - 0.5);
+        Self {
+            mood: baseline,
+            baseline,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Needs {
@@ -188,6 +207,7 @@ impl Default for Needs {
             arousal: 0.2,
             cognitive_load: 0.0,
             sleeping: false,
+            baseline: 0.1,
         }
     }
 }
@@ -213,7 +233,9 @@ pub struct Talk {
 
 impl Talk {
     pub fn cooling(&self, other: u32, now: u64) -> bool {
-        self.cooldowns.iter().any(|(o, until)| *o == other && *until > now)
+        self.cooldowns
+            .iter()
+            .any(|(o, until)| *o == other && *until > now)
     }
 }
 
@@ -237,7 +259,10 @@ pub struct Relationships(pub Vec<Relationship>);
 
 impl Relationships {
     pub fn get(&self, target: u32) -> Option<&Relationship> {
-        self.0.binary_search_by_key(&target, |r| r.target).ok().map(|i| &self.0[i])
+        self.0
+            .binary_search_by_key(&target, |r| r.target)
+            .ok()
+            .map(|i| &self.0[i])
     }
 
     /// The relationship with `target`, created as strangers if new.
@@ -281,7 +306,10 @@ mod tests {
         r.entry(5).affection = 10.0;
         r.entry(2);
         r.entry(9);
-        assert_eq!(r.0.iter().map(|x| x.target).collect::<Vec<_>>(), vec![2, 5, 9]);
+        assert_eq!(
+            r.0.iter().map(|x| x.target).collect::<Vec<_>>(),
+            vec![2, 5, 9]
+        );
         assert_eq!(r.get(5).map(|x| x.affection), Some(10.0));
         assert!(r.get(3).is_none());
     }

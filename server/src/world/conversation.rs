@@ -40,7 +40,14 @@ pub struct Conversations {
     pub next_id: u64,
 }
 
-type AgentData<'a> = (&'a AgentIdx, &'a Position, &'a Activity, &'a Needs, &'a mut Talk, &'a Relationships);
+type AgentData<'a> = (
+    &'a AgentIdx,
+    &'a Position,
+    &'a Activity,
+    &'a Needs,
+    &'a mut Talk,
+    &'a Relationships,
+);
 
 fn view<'a>(defs: &'a Defs, idx: u32, activity: &Activity, needs: &Needs) -> AgentView<'a> {
     let def = &defs.agents[idx as usize];
@@ -72,11 +79,18 @@ pub fn start_conversations(
 ) {
     let now = clock.minutes();
     for &(a, b, _) in &candidates.0 {
-        let (Ok(da), Ok(db)) = (agents.get(index.0[a as usize]), agents.get(index.0[b as usize])) else {
+        let (Ok(da), Ok(db)) = (
+            agents.get(index.0[a as usize]),
+            agents.get(index.0[b as usize]),
+        ) else {
             continue;
         };
         let (ta, tb) = (da.4, db.4);
-        if ta.conversation.is_some() || tb.conversation.is_some() || ta.cooling(b, now) || tb.cooling(a, now) {
+        if ta.conversation.is_some()
+            || tb.conversation.is_some()
+            || ta.cooling(b, now)
+            || tb.cooling(a, now)
+        {
             continue;
         }
         if da.3.sleeping || db.3.sleeping {
@@ -86,7 +100,12 @@ pub fn start_conversations(
         let vb = view(&defs, b, db.2, db.3);
         let chance = mind.0.talk_chance(&va, &vb, da.5.get(b));
         // candidates come once per perception round: the chance is per round
-        if rng.unit(a, clock.tick.wrapping_mul(1 << 20) ^ u64::from(b), Purpose::Talk) >= chance {
+        if rng.unit(
+            a,
+            clock.tick.wrapping_mul(1 << 20) ^ u64::from(b),
+            Purpose::Talk,
+        ) >= chance
+        {
             continue;
         }
         // others standing close and free join: a group conversation
@@ -113,10 +132,18 @@ pub fn start_conversations(
         }
         let views: Vec<AgentView<'_>> = participants
             .iter()
-            .filter_map(|p| agents.get(index.0[*p as usize]).ok().map(|d| view(&defs, *p, d.2, d.3)))
+            .filter_map(|p| {
+                agents
+                    .get(index.0[*p as usize])
+                    .ok()
+                    .map(|d| view(&defs, *p, d.2, d.3))
+            })
             .collect();
         let mut stream = rng.stream(a, clock.tick, Purpose::Turns);
-        let max_turns = mind.0.max_turns(&views, &mut stream).clamp(2, config.max_turns);
+        let max_turns = mind
+            .0
+            .max_turns(&views, &mut stream)
+            .clamp(2, config.max_turns);
         conversations.next_id += 1;
         let id = conversations.next_id;
         let location = map.0.location_at(da.1.tile());
@@ -177,14 +204,20 @@ pub fn advance_conversations(
         let views: Vec<AgentView<'_>> = conv
             .participants
             .iter()
-            .filter_map(|p| agents.get(index.0[*p as usize]).ok().map(|d| view(&defs, *p, d.2, d.3)))
+            .filter_map(|p| {
+                agents
+                    .get(index.0[*p as usize])
+                    .ok()
+                    .map(|d| view(&defs, *p, d.2, d.3))
+            })
             .collect();
         if views.len() != n {
             ended.push(ci);
             continue;
         }
         let speaker_view = views[conv.turns as usize % n];
-        let listeners: Vec<AgentView<'_>> = views.iter().filter(|v| v.idx != speaker).copied().collect();
+        let listeners: Vec<AgentView<'_>> =
+            views.iter().filter(|v| v.idx != speaker).copied().collect();
         let relationship = agents
             .get(index.0[speaker as usize])
             .ok()
@@ -197,7 +230,9 @@ pub fn advance_conversations(
             location_name: conv.location.map(|l| map.0.location(l).name.as_str()),
         };
         let mut stream = rng.stream(speaker, clock.tick, Purpose::Line);
-        let text = mind.0.line(&speaker_view, &listeners, &context, &mut stream);
+        let text = mind
+            .0
+            .line(&speaker_view, &listeners, &context, &mut stream);
         stats.lines += 1;
         outbox.push(
             clock.tick,
@@ -212,7 +247,9 @@ pub fn advance_conversations(
                 .get(index.0[listener.idx as usize])
                 .ok()
                 .and_then(|d| d.5.get(speaker).cloned());
-            let (affection, trust) = mind.0.reaction(listener, &speaker_view, rel.as_ref(), &mut stream);
+            let (affection, trust) =
+                mind.0
+                    .reaction(listener, &speaker_view, rel.as_ref(), &mut stream);
             deltas.0.push(RelationDelta {
                 from: listener.idx,
                 to: speaker,
@@ -223,7 +260,9 @@ pub fn advance_conversations(
         }
         conv.turns += 1;
         conv.next_line = clock.tick + u64::from(config.ticks_per_line.max(1));
-        let someone_spent = views.iter().any(|v| v.needs.sleeping || v.needs.energy < EXHAUSTED);
+        let someone_spent = views
+            .iter()
+            .any(|v| v.needs.sleeping || v.needs.energy < EXHAUSTED);
         if conv.turns >= conv.max_turns || someone_spent {
             ended.push(ci);
         }
@@ -238,7 +277,8 @@ pub fn advance_conversations(
                 talk.cooldowns.retain(|(_, until)| *until > now);
                 for &q in &conv.participants {
                     if q != p {
-                        talk.cooldowns.push((q, now + u64::from(config.pair_cooldown_minutes)));
+                        talk.cooldowns
+                            .push((q, now + u64::from(config.pair_cooldown_minutes)));
                         deltas.0.push(RelationDelta {
                             from: p,
                             to: q,

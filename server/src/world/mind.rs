@@ -50,20 +50,43 @@ pub struct LineContext<'a> {
 
 pub trait Mind: Send + Sync + 'static {
     /// The plan that carries out an activity.
-    fn plan(&self, agent: &AgentView<'_>, request: &PlanRequest<'_>, map: &WorldMap, rng: &mut ChaCha8Rng) -> Plan;
+    fn plan(
+        &self,
+        agent: &AgentView<'_>,
+        request: &PlanRequest<'_>,
+        map: &WorldMap,
+        rng: &mut ChaCha8Rng,
+    ) -> Plan;
 
     /// The chance, in `[0, 1]`, that `a` opens a conversation with `b` now.
-    fn talk_chance(&self, a: &AgentView<'_>, b: &AgentView<'_>, relationship: Option<&Relationship>) -> f32;
+    fn talk_chance(
+        &self,
+        a: &AgentView<'_>,
+        b: &AgentView<'_>,
+        relationship: Option<&Relationship>,
+    ) -> f32;
 
     /// The most lines a conversation among `participants` will have.
     fn max_turns(&self, participants: &[AgentView<'_>], rng: &mut ChaCha8Rng) -> u32;
 
     /// The speaker's next line.
-    fn line(&self, speaker: &AgentView<'_>, listeners: &[AgentView<'_>], context: &LineContext<'_>, rng: &mut ChaCha8Rng) -> String;
+    fn line(
+        &self,
+        speaker: &AgentView<'_>,
+        listeners: &[AgentView<'_>],
+        context: &LineContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> String;
 
     /// How hearing a line from `speaker` changes `listener`'s affection and
     /// trust towards them: `(affection delta, trust delta)`.
-    fn reaction(&self, listener: &AgentView<'_>, speaker: &AgentView<'_>, relationship: Option<&Relationship>, rng: &mut ChaCha8Rng) -> (f32, f32);
+    fn reaction(
+        &self,
+        listener: &AgentView<'_>,
+        speaker: &AgentView<'_>,
+        relationship: Option<&Relationship>,
+        rng: &mut ChaCha8Rng,
+    ) -> (f32, f32);
 }
 
 /// The deterministic, template-based mind: plans are "walk there, do it";
@@ -75,7 +98,12 @@ pub struct RuleMind;
 impl RuleMind {
     /// A tile of `location` to stand on: the named object's tile, else a
     /// walkable tile chosen at random.
-    fn spot(map: &WorldMap, location: LocationId, object: Option<&str>, rng: &mut ChaCha8Rng) -> Tile {
+    fn spot(
+        map: &WorldMap,
+        location: LocationId,
+        object: Option<&str>,
+        rng: &mut ChaCha8Rng,
+    ) -> Tile {
         let loc = map.location(location);
         if let Some(obj) = object.and_then(|o| loc.object(o))
             && map.is_walkable(obj.tile)
@@ -94,11 +122,21 @@ fn pick<'a>(rng: &mut ChaCha8Rng, items: &'a [String]) -> Option<&'a str> {
 }
 
 fn first_name(def: &AgentDef) -> &str {
-    def.file.name.split_whitespace().next().unwrap_or(&def.file.name)
+    def.file
+        .name
+        .split_whitespace()
+        .next()
+        .unwrap_or(&def.file.name)
 }
 
 impl Mind for RuleMind {
-    fn plan(&self, _agent: &AgentView<'_>, request: &PlanRequest<'_>, map: &WorldMap, rng: &mut ChaCha8Rng) -> Plan {
+    fn plan(
+        &self,
+        _agent: &AgentView<'_>,
+        request: &PlanRequest<'_>,
+        map: &WorldMap,
+        rng: &mut ChaCha8Rng,
+    ) -> Plan {
         let tile = Self::spot(map, request.location, request.object, rng);
         Plan {
             id: request.plan_id,
@@ -108,7 +146,9 @@ impl Mind for RuleMind {
                     location: request.location,
                     tile,
                 },
-                Step::Perform { until: request.until },
+                Step::Perform {
+                    until: request.until,
+                },
             ],
             current: 0,
             status: PlanStatus::Active,
@@ -117,13 +157,20 @@ impl Mind for RuleMind {
         }
     }
 
-    fn talk_chance(&self, a: &AgentView<'_>, b: &AgentView<'_>, relationship: Option<&Relationship>) -> f32 {
+    fn talk_chance(
+        &self,
+        a: &AgentView<'_>,
+        b: &AgentView<'_>,
+        relationship: Option<&Relationship>,
+    ) -> f32 {
         if a.needs.sleeping || b.needs.sleeping {
             return 0.0;
         }
         let p = &a.def.file.traits.personality;
         // extraverts and the agreeable open conversations; friends more than strangers
-        let base = 0.08 + 0.35 * p.extraversion + 0.1 * p.agreeableness;
+        // per perception round (a game minute): an extravert among friends opens
+        // a conversation within a few minutes, a shy stranger rarely does
+        let base = 0.02 + 0.12 * p.extraversion + 0.04 * p.agreeableness;
         let warmth = relationship.map_or(0.0, |r| r.affection / 100.0);
         let tiredness = (0.4 - a.needs.energy).max(0.0);
         let load = a.needs.cognitive_load * 0.5;
@@ -140,10 +187,20 @@ impl Mind for RuleMind {
         (2 + (talkative * 6.0) as u32 + rng.random_range(0..3)).max(n) + n / 2
     }
 
-    fn line(&self, speaker: &AgentView<'_>, listeners: &[AgentView<'_>], context: &LineContext<'_>, rng: &mut ChaCha8Rng) -> String {
+    fn line(
+        &self,
+        speaker: &AgentView<'_>,
+        listeners: &[AgentView<'_>],
+        context: &LineContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> String {
         let me = &speaker.def.file;
         let them = listeners.first().map_or("everyone", |l| first_name(l.def));
-        let names = if listeners.len() > 1 { "everyone" } else { them };
+        let names = if listeners.len() > 1 {
+            "everyone"
+        } else {
+            them
+        };
         let fond = context.relationship.is_some_and(|r| r.affection > 30.0);
         let cold = context.relationship.is_some_and(|r| r.affection < -20.0);
         if context.turn == 0 {
@@ -157,12 +214,18 @@ impl Mind for RuleMind {
             } else if fond {
                 format!("{greeting}, {names}! Always good to see you.")
             } else {
-                let place = context.location_name.map(|l| format!(" at the {l}")).unwrap_or_default();
+                let place = context
+                    .location_name
+                    .map(|l| format!(" at the {l}"))
+                    .unwrap_or_default();
                 format!("{greeting}, {names}. Busy day{place}?")
             };
         }
         if context.turn + 1 >= context.max_turns {
-            return format!("Well, I should get back to {}. See you around, {names}.", speaker.activity);
+            return format!(
+                "Well, I should get back to {}. See you around, {names}.",
+                speaker.activity
+            );
         }
         let agreeable = me.traits.personality.agreeableness;
         match rng.random_range(0..6) {
@@ -176,7 +239,10 @@ impl Mind for RuleMind {
                 Some(d) => format!("I try to be patient, but {d} is hard for me."),
                 None => "Nothing much bothers me these days.".to_owned(),
             },
-            3 => format!("Someday I want to {}.", me.goals.primary.trim_end_matches('.').to_lowercase()),
+            3 => format!(
+                "Someday I want to {}.",
+                me.goals.primary.trim_end_matches('.').to_lowercase()
+            ),
             4 if agreeable >= 0.5 => format!("That sounds lovely, {them}."),
             4 => format!("Hm. If you say so, {them}."),
             _ => match pick(rng, &me.traits.abilities) {
@@ -186,7 +252,13 @@ impl Mind for RuleMind {
         }
     }
 
-    fn reaction(&self, listener: &AgentView<'_>, speaker: &AgentView<'_>, relationship: Option<&Relationship>, rng: &mut ChaCha8Rng) -> (f32, f32) {
+    fn reaction(
+        &self,
+        listener: &AgentView<'_>,
+        speaker: &AgentView<'_>,
+        relationship: Option<&Relationship>,
+        rng: &mut ChaCha8Rng,
+    ) -> (f32, f32) {
         let l = &listener.def.file.traits.personality;
         let s = &speaker.def.file.traits.personality;
         // warm listeners warm up; agreeable speakers are liked; neurotic listeners are touchy
@@ -260,7 +332,10 @@ mod tests {
         let shy = def("Ada", 0.1);
         let chatty = def("Bo", 0.9);
         let m = RuleMind;
-        assert!(m.talk_chance(&view(&chatty), &view(&shy), None) > m.talk_chance(&view(&shy), &view(&chatty), None));
+        assert!(
+            m.talk_chance(&view(&chatty), &view(&shy), None)
+                > m.talk_chance(&view(&shy), &view(&chatty), None)
+        );
         let mut asleep = view(&shy);
         asleep.needs.sleeping = true;
         assert_eq!(m.talk_chance(&view(&chatty), &asleep, None), 0.0);
@@ -281,10 +356,28 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let opening = m.line(&view(&a), &[view(&b)], &ctx, &mut rng);
         assert_eq!(opening, "Good morning, Bo. Busy day at the Bakery?");
-        let closing = m.line(&view(&a), &[view(&b)], &LineContext { turn: 3, ..ctx }, &mut rng);
-        assert!(closing.starts_with("Well, I should get back to baking"), "{closing}");
-        let mid1 = m.line(&view(&a), &[view(&b)], &LineContext { turn: 1, ..ctx }, &mut ChaCha8Rng::seed_from_u64(9));
-        let mid2 = m.line(&view(&a), &[view(&b)], &LineContext { turn: 1, ..ctx }, &mut ChaCha8Rng::seed_from_u64(9));
+        let closing = m.line(
+            &view(&a),
+            &[view(&b)],
+            &LineContext { turn: 3, ..ctx },
+            &mut rng,
+        );
+        assert!(
+            closing.starts_with("Well, I should get back to baking"),
+            "{closing}"
+        );
+        let mid1 = m.line(
+            &view(&a),
+            &[view(&b)],
+            &LineContext { turn: 1, ..ctx },
+            &mut ChaCha8Rng::seed_from_u64(9),
+        );
+        let mid2 = m.line(
+            &view(&a),
+            &[view(&b)],
+            &LineContext { turn: 1, ..ctx },
+            &mut ChaCha8Rng::seed_from_u64(9),
+        );
         assert_eq!(mid1, mid2);
     }
 
@@ -293,7 +386,12 @@ mod tests {
         let a = def("Ada", 0.5);
         let m = RuleMind;
         for seed in 0..200 {
-            let (da, dt) = m.reaction(&view(&a), &view(&a), None, &mut ChaCha8Rng::seed_from_u64(seed));
+            let (da, dt) = m.reaction(
+                &view(&a),
+                &view(&a),
+                None,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
             assert!((-3.0..=3.0).contains(&da) && (-1.0..=1.5).contains(&dt));
         }
     }

@@ -199,7 +199,9 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("tick", &self.clock().tick).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("tick", &self.clock().tick)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,11 +214,18 @@ impl Sim {
     pub fn with_mind(content: Content, config: SimConfig, mind: Arc<dyn Mind>) -> Self {
         let mut world = World::new();
         let rng = WorldRng::new(config.seed);
-        let clock = GameClock::new(config.tick_rate, config.game_minutes_per_second, config.start_minute);
+        let clock = GameClock::new(
+            config.tick_rate,
+            config.game_minutes_per_second,
+            config.start_minute,
+        );
         let agents = Arc::new(content.agents);
         let map = Arc::new(content.map);
-        let by_slug: std::collections::HashMap<&str, u32> =
-            agents.iter().enumerate().map(|(i, a)| (a.file.id.as_str(), i as u32)).collect();
+        let by_slug: std::collections::HashMap<&str, u32> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.file.id.as_str(), i as u32))
+            .collect();
 
         let mut entities = Vec::with_capacity(agents.len());
         for (i, def) in agents.iter().enumerate() {
@@ -225,7 +234,8 @@ impl Sim {
             let tile = if start.walkable.is_empty() {
                 start.rect.center()
             } else {
-                start.walkable[(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
+                start.walkable
+                    [(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
             };
             let mut rels: Vec<Relationship> = def
                 .file
@@ -255,6 +265,7 @@ impl Sim {
                         location: def.start,
                         since: clock.minutes(),
                         until: clock.minutes(),
+                        sleep: false,
                     },
                     Plan {
                         id: 0,
@@ -266,7 +277,7 @@ impl Sim {
                         deadline: clock.minutes(),
                     },
                     Movement::default(),
-                    Needs::default(),
+                    Needs::for_personality(&def.file.traits.personality),
                     Perception::default(),
                     Talk::default(),
                     Relationships(rels),
@@ -314,20 +325,34 @@ impl Sim {
         schedule.add_systems((
             events::apply_inbox.in_set(SimSet::Inbound),
             clock::advance.in_set(SimSet::Clock).run_if(events::running),
-            schedule::update_activities.in_set(SimSet::Schedule).run_if(events::running),
-            (plan::make_plans, plan::follow_plans).chain().in_set(SimSet::Plan).run_if(events::running),
-            path::search_paths.in_set(SimSet::Path).run_if(events::running),
+            schedule::update_activities
+                .in_set(SimSet::Schedule)
+                .run_if(events::running),
+            (plan::make_plans, plan::follow_plans)
+                .chain()
+                .in_set(SimSet::Plan)
+                .run_if(events::running),
+            path::search_paths
+                .in_set(SimSet::Path)
+                .run_if(events::running),
             movement::walk.in_set(SimSet::Move).run_if(events::running),
             (perception::index_positions, perception::perceive)
                 .chain()
                 .in_set(SimSet::Perceive)
                 .run_if(events::running),
-            (conversation::advance_conversations, conversation::start_conversations)
+            (
+                conversation::advance_conversations,
+                conversation::start_conversations,
+            )
                 .chain()
                 .in_set(SimSet::Converse)
                 .run_if(events::running),
-            relationship::relate.in_set(SimSet::Relate).run_if(events::running),
-            needs::update_needs.in_set(SimSet::Needs).run_if(events::running),
+            relationship::relate
+                .in_set(SimSet::Relate)
+                .run_if(events::running),
+            needs::update_needs
+                .in_set(SimSet::Needs)
+                .run_if(events::running),
             bound_outbox.in_set(SimSet::Outbound),
         ));
         Self { world, schedule }
@@ -382,7 +407,11 @@ impl Sim {
 
     /// The entity of agent `idx`.
     pub fn entity(&self, idx: u32) -> Option<Entity> {
-        self.world.resource::<AgentIndex>().0.get(idx as usize).copied()
+        self.world
+            .resource::<AgentIndex>()
+            .0
+            .get(idx as usize)
+            .copied()
     }
 
     /// A component of agent `idx`.
@@ -402,7 +431,9 @@ impl Sim {
         h.update(clock.seconds.to_le_bytes());
         let entities = self.world.resource::<AgentIndex>().0.clone();
         for e in entities {
-            let Ok(agent) = self.world.get_entity(e) else { continue };
+            let Ok(agent) = self.world.get_entity(e) else {
+                continue;
+            };
             if let Some(p) = agent.get::<Position>() {
                 h.update(p.x.to_bits().to_le_bytes());
                 h.update(p.y.to_bits().to_le_bytes());

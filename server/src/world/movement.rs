@@ -19,7 +19,14 @@ pub fn walk(
     mut queue: ResMut<PathQueue>,
     mut stats: ResMut<Stats>,
     mut outbox: ResMut<Outbox>,
-    mut agents: Query<(Entity, &AgentIdx, &mut Position, &mut Facing, &mut Movement, &Talk)>,
+    mut agents: Query<(
+        Entity,
+        &AgentIdx,
+        &mut Position,
+        &mut Facing,
+        &mut Movement,
+        &Talk,
+    )>,
 ) {
     let step_len = config.walk_speed * clock.minutes_per_tick();
     for (entity, idx, mut position, mut facing, mut movement, talk) in &mut agents {

@@ -2,35 +2,38 @@
 //! sleep; mood drifts back to the agent's temperament and sinks when tired;
 //! arousal and cognitive load settle with quiet. An agent sleeps when its
 //! activity is sleep and it has reached its spot. Low energy biases the
-//! schedule (see `schedule`: an exhausted agent goes home). Touches `Needs`,
-//! stats and the outbox.
+//! schedule (see `schedule`: an exhausted agent goes home). Each agent is
+//! updated once per game minute, spread over the minute's ticks. Touches
+//! `Needs` and the outbox.
 
 use bevy_ecs::prelude::*;
 
+use super::SimConfig;
 use super::clock::GameClock;
 use super::components::{Activity, AgentIdx, Needs, Plan, Step, Talk};
 use super::events::{Outbox, WorldEvent};
-use super::schedule::{activity_label, is_sleep};
-use super::{Defs, SimConfig};
 
 /// Energy per game minute.
 const DRAIN_AWAKE: f32 = 0.0008;
 const DRAIN_TALKING: f32 = 0.0004;
 const RECOVER_ASLEEP: f32 = 0.0017;
 
-#[allow(clippy::too_many_arguments)]
 pub fn update_needs(
     clock: Res<GameClock>,
-    defs: Res<Defs>,
     config: Res<SimConfig>,
     mut outbox: ResMut<Outbox>,
     mut agents: Query<(&AgentIdx, &Activity, &Plan, &Talk, &mut Needs)>,
 ) {
-    let dt = clock.minutes_per_tick();
+    let ticks_per_minute = (60 / clock.seconds_per_tick).max(1);
+    let slot = clock.tick % ticks_per_minute;
+    // each agent's share of the minute, whatever the tick rate
+    let dt = clock.minutes_per_tick() * ticks_per_minute as f32;
     for (idx, activity, plan, talk, mut needs) in &mut agents {
-        let def = &defs.agents[idx.0 as usize];
+        if u64::from(idx.0) % ticks_per_minute != slot {
+            continue;
+        }
         let performing = matches!(plan.step(), Some(Step::Perform { .. }));
-        let asleep = performing && talk.conversation.is_none() && is_sleep(activity_label(def, activity));
+        let asleep = performing && talk.conversation.is_none() && activity.sleep;
         let n = &mut *needs;
         if asleep != n.sleeping {
             n.sleeping = asleep;
@@ -43,14 +46,18 @@ pub fn update_needs(
                 outbox.push(clock.tick, event);
             }
         }
-        let p = &def.file.traits.personality;
         if asleep {
             n.energy += RECOVER_ASLEEP * dt;
         } else {
-            n.energy -= (DRAIN_AWAKE + if talk.conversation.is_some() { DRAIN_TALKING } else { 0.0 }) * dt;
+            n.energy -= (DRAIN_AWAKE
+                + if talk.conversation.is_some() {
+                    DRAIN_TALKING
+                } else {
+                    0.0
+                })
+                * dt;
         }
-        let temperament = 0.3 * (1.0 - p.neuroticism) - 0.05 + 0.1 * (p.extraversion - 0.5);
-        n.mood += (temperament - n.mood) * 0.01 * dt;
+        n.mood += (n.baseline - n.mood) * 0.01 * dt;
         if n.energy < 0.25 {
             n.mood -= 0.002 * dt;
         }

@@ -39,7 +39,16 @@ const STRAIGHT: u32 = 10;
 const DIAGONAL: u32 = 14;
 
 fn successors(map: &WorldMap, t: Tile) -> impl Iterator<Item = (Tile, u32)> + '_ {
-    const STEPS: [(i32, i32); 8] = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)];
+    const STEPS: [(i32, i32); 8] = [
+        (1, 0),
+        (-1, 0),
+        (0, 1),
+        (0, -1),
+        (1, 1),
+        (1, -1),
+        (-1, 1),
+        (-1, -1),
+    ];
     STEPS.iter().filter_map(move |&(dx, dy)| {
         let nx = i32::from(t.x) + dx;
         let ny = i32::from(t.y) + dy;
@@ -79,7 +88,12 @@ pub fn find_path(map: &WorldMap, from: Tile, to: Tile) -> Option<Vec<Tile>> {
     if from == to {
         return Some(Vec::new());
     }
-    let (path, _cost) = astar(&from, |t| successors(map, *t), |t| heuristic(*t, to), |t| *t == to)?;
+    let (path, _cost) = astar(
+        &from,
+        |t| successors(map, *t),
+        |t| heuristic(*t, to),
+        |t| *t == to,
+    )?;
     Some(path.into_iter().skip(1).collect())
 }
 
@@ -188,11 +202,18 @@ mod tests {
         let mut schedule = Schedule::default();
         schedule.add_systems(search_paths);
         schedule.run(&mut world);
-        let served: Vec<bool> = entities.iter().map(|e| !world.get::<Movement>(*e).expect("m").waiting).collect();
+        let served: Vec<bool> = entities
+            .iter()
+            .map(|e| !world.get::<Movement>(*e).expect("m").waiting)
+            .collect();
         assert_eq!(served, vec![true, true, true, false, false, false, false]);
         schedule.run(&mut world);
         schedule.run(&mut world);
-        assert!(entities.iter().all(|e| !world.get::<Movement>(*e).expect("m").waiting));
+        assert!(
+            entities
+                .iter()
+                .all(|e| !world.get::<Movement>(*e).expect("m").waiting)
+        );
         assert_eq!(world.resource::<Stats>().path_searches, 7);
     }
 }

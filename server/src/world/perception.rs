@@ -40,7 +40,13 @@ pub struct SpatialGrid {
 }
 
 impl SpatialGrid {
-    pub fn rebuild(&mut self, width: u16, height: u16, cell: f32, agents: impl Iterator<Item = Seen>) {
+    pub fn rebuild(
+        &mut self,
+        width: u16,
+        height: u16,
+        cell: f32,
+        agents: impl Iterator<Item = Seen>,
+    ) {
         self.cell = cell.max(1.0);
         self.cols = (f32::from(width) / self.cell).ceil() as usize + 1;
         self.rows = (f32::from(height) / self.cell).ceil() as usize + 1;
@@ -89,15 +95,16 @@ impl SpatialGrid {
             return;
         }
         let r = (radius / self.cell).ceil() as i64;
+        let r2 = radius * radius;
         let cx = ((x / self.cell).max(0.0) as i64).min(self.cols as i64 - 1);
         let cy = ((y / self.cell).max(0.0) as i64).min(self.rows as i64 - 1);
         for gy in (cy - r).max(0)..=(cy + r).min(self.rows as i64 - 1) {
             for gx in (cx - r).max(0)..=(cx + r).min(self.cols as i64 - 1) {
                 let c = gy as usize * self.cols + gx as usize;
                 for s in &self.items[self.starts[c] as usize..self.starts[c + 1] as usize] {
-                    let d = ((s.x - x).powi(2) + (s.y - y).powi(2)).sqrt();
-                    if d <= radius {
-                        f(s, d);
+                    let d2 = (s.x - x) * (s.x - x) + (s.y - y) * (s.y - y);
+                    if d2 <= r2 {
+                        f(s, d2.sqrt());
                     }
                 }
             }
@@ -162,29 +169,47 @@ pub fn perceive(
         if u64::from(idx.0) % every != slot || needs.sleeping {
             continue;
         }
+        // keep only the nearest few while scanning (insertion into a short sorted
+        // list): a crowded room holds dozens, and attention takes three
+        let k = config.attention;
         nearest.clear();
         grid.near(position.x, position.y, config.vision_radius, |s, d| {
-            if s.idx != idx.0 {
-                nearest.push((d, *s));
+            if s.idx == idx.0 || k == 0 {
+                return;
+            }
+            // ties by agent so the result never depends on the grid's order
+            let closer = |e: &(f32, Seen)| e.0 < d || (e.0 == d && e.1.idx < s.idx);
+            let at = nearest.iter().take_while(|e| closer(e)).count();
+            if at < k {
+                if nearest.len() == k {
+                    nearest.pop();
+                }
+                nearest.insert(at, (d, *s));
             }
         });
         if nearest.is_empty() {
             continue;
         }
-        // nearest first; ties by agent so the order never depends on the grid's
-        nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.idx.cmp(&b.1.idx)));
-        nearest.truncate(config.attention);
         let free = talk.conversation.is_none();
         // forget what is older than the memory window
         let horizon = now.saturating_sub(u64::from(config.repeat_window_minutes));
         if perception.recent.iter().any(|r| r.2 < horizon) {
             perception.recent.retain(|r| r.2 >= horizon);
         }
+        // the nearest free agent within reach is who one would talk to
+        if free
+            && let Some((d, other)) = nearest
+                .iter()
+                .find(|(d, o)| o.free && *d <= config.talk_radius)
+        {
+            candidates.0.push((idx.0, other.idx, *d));
+        }
         for (d, other) in &nearest {
-            if free && other.free && *d <= config.talk_radius {
-                candidates.0.push((idx.0, other.idx, *d));
-            }
-            if perception.recent.iter().any(|r| r.0 == other.idx && r.1 == other.doing) {
+            if perception
+                .recent
+                .iter()
+                .any(|r| r.0 == other.idx && r.1 == other.doing)
+            {
                 continue;
             }
             perception.recent.push((other.idx, other.doing, now));
@@ -195,7 +220,9 @@ pub fn perceive(
                 let label = if block == u16::MAX {
                     "free time"
                 } else {
-                    def.schedule.get(block as usize).map_or("idle", |b| b.activity.as_str())
+                    def.schedule
+                        .get(block as usize)
+                        .map_or("idle", |b| b.activity.as_str())
                 };
                 outbox.push(
                     clock.tick,
@@ -238,7 +265,9 @@ mod tests {
     #[test]
     fn near_finds_exactly_those_in_radius() {
         let mut g = SpatialGrid::default();
-        let agents: Vec<Seen> = (0..400).map(|i| seen(i, (i % 20) as f32 * 1.5, (i / 20) as f32 * 1.5)).collect();
+        let agents: Vec<Seen> = (0..400)
+            .map(|i| seen(i, (i % 20) as f32 * 1.5, (i / 20) as f32 * 1.5))
+            .collect();
         g.rebuild(40, 40, 4.0, agents.iter().copied());
         let (x, y, r) = (10.0, 12.0, 4.0);
         let mut found: Vec<u32> = Vec::new();

@@ -7,7 +7,9 @@
 use bevy_ecs::prelude::*;
 
 use super::clock::GameClock;
-use super::components::{Activity, AgentIdx, Movement, Needs, Plan, PlanStatus, Position, Step, Talk};
+use super::components::{
+    Activity, AgentIdx, Movement, Needs, Plan, PlanStatus, Position, Step, Talk,
+};
 use super::events::{Outbox, WorldEvent};
 use super::mind::{AgentView, PlanRequest};
 use super::path::PathQueue;

@@ -90,7 +90,9 @@ pub fn relate(
                 near.push((d, s.idx));
             }
         });
-        let Some((doing, location)) = mine else { continue };
+        let Some((doing, location)) = mine else {
+            continue;
+        };
         let mut others: Vec<u32> = Vec::new();
         grid.near(position.x, position.y, config.vision_radius, |s, _| {
             if s.idx != idx.0 && s.doing == doing && s.location == location && s.free {

@@ -64,8 +64,14 @@ mod tests {
         assert_eq!(r.value(1, 2, Purpose::Talk), r.value(1, 2, Purpose::Talk));
         assert_ne!(r.value(1, 2, Purpose::Talk), r.value(2, 1, Purpose::Talk));
         assert_ne!(r.value(1, 2, Purpose::Talk), r.value(1, 2, Purpose::Line));
-        assert_ne!(r.value(1, 2, Purpose::Talk), WorldRng::new(43).value(1, 2, Purpose::Talk));
-        let mean: f32 = (0..10_000).map(|i| r.unit(i, 0, Purpose::Spot)).sum::<f32>() / 10_000.0;
+        assert_ne!(
+            r.value(1, 2, Purpose::Talk),
+            WorldRng::new(43).value(1, 2, Purpose::Talk)
+        );
+        let mean: f32 = (0..10_000)
+            .map(|i| r.unit(i, 0, Purpose::Spot))
+            .sum::<f32>()
+            / 10_000.0;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
         assert!((0..1000).all(|i| (0.0..1.0).contains(&r.unit(i, 9, Purpose::Mood))));
     }

@@ -58,39 +58,51 @@ impl Drop for WorldHandle {
 }
 
 /// Starts `sim` ticking at its configured rate on a thread named "world".
-pub fn spawn(mut sim: Sim, mut sink: impl FnMut(TickOutput) + Send + 'static) -> std::io::Result<WorldHandle> {
+pub fn spawn(
+    mut sim: Sim,
+    mut sink: impl FnMut(TickOutput) + Send + 'static,
+) -> std::io::Result<WorldHandle> {
     let (tx, rx) = mpsc::channel::<Command>();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = Arc::clone(&stop);
     let period = Duration::from_secs_f64(1.0 / f64::from(sim.config().tick_rate.max(1)));
-    let thread = std::thread::Builder::new().name("world".into()).spawn(move || {
-        info!(agents = sim.agent_count(), hz = sim.config().tick_rate, "world thread running");
-        let mut next = Instant::now();
-        while !stop_flag.load(Ordering::Acquire) {
-            while let Ok(command) = rx.try_recv() {
-                sim.send(command);
+    let thread = std::thread::Builder::new()
+        .name("world".into())
+        .spawn(move || {
+            info!(
+                agents = sim.agent_count(),
+                hz = sim.config().tick_rate,
+                "world thread running"
+            );
+            let mut next = Instant::now();
+            while !stop_flag.load(Ordering::Acquire) {
+                while let Ok(command) = rx.try_recv() {
+                    sim.send(command);
+                }
+                let started = Instant::now();
+                sim.step();
+                let finished = Instant::now();
+                sink(TickOutput {
+                    tick: sim.clock().tick,
+                    duration: finished - started,
+                    finished,
+                    events: sim.drain_events(),
+                });
+                next += period;
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                } else if now - next > Duration::from_secs(1) {
+                    warn!(
+                        behind_ms = (now - next).as_millis() as u64,
+                        "world is running behind; skipping the backlog"
+                    );
+                    next = now;
+                }
             }
-            let started = Instant::now();
-            sim.step();
-            let finished = Instant::now();
-            sink(TickOutput {
-                tick: sim.clock().tick,
-                duration: finished - started,
-                finished,
-                events: sim.drain_events(),
-            });
-            next += period;
-            let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
-            } else if now - next > Duration::from_secs(1) {
-                warn!(behind_ms = (now - next).as_millis() as u64, "world is running behind; skipping the backlog");
-                next = now;
-            }
-        }
-        info!(tick = sim.clock().tick, "world thread stopped");
-        sim
-    })?;
+            info!(tick = sim.clock().tick, "world thread stopped");
+            sim
+        })?;
     Ok(WorldHandle {
         commands: tx,
         stop,
@@ -123,7 +135,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let sim = handle.stop().expect("joined");
         let ticks: Vec<u64> = rx.try_iter().collect();
-        assert!(ticks.len() >= 10, "ticked {} times in 250 ms at 100 Hz", ticks.len());
+        assert!(
+            ticks.len() >= 10,
+            "ticked {} times in 250 ms at 100 Hz",
+            ticks.len()
+        );
         // paused: the clock stopped although the loop went on
         assert!(sim.clock().tick < ticks.len() as u64 + 1);
         assert!(*ticks.last().expect("ticks") <= sim.clock().tick);

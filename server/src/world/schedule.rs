@@ -26,16 +26,35 @@ pub fn flexible_shift(rng: &WorldRng, agent: u32, day: u64, block: usize) -> i32
 
 /// The activity `def` should be doing at `minute_of_day` of `weekday` on `day`.
 /// Returns `(block index, until minute-of-day offset in minutes from now)`.
-pub fn due_block(def: &AgentDef, rng: &WorldRng, agent: u32, day: u64, weekday: u8, minute: u16) -> Option<(usize, u16)> {
+pub fn due_block(
+    def: &AgentDef,
+    rng: &WorldRng,
+    agent: u32,
+    day: u64,
+    weekday: u8,
+    minute: u16,
+) -> Option<(usize, u16)> {
     let mut best: Option<(usize, u16, (u8, bool, u16))> = None;
     for (i, b) in def.schedule.iter().enumerate() {
-        let shift = if b.flexible { flexible_shift(rng, agent, day, i) } else { 0 };
+        let shift = if b.flexible {
+            flexible_shift(rng, agent, day, i)
+        } else {
+            0
+        };
         let m = (i32::from(minute) - shift).rem_euclid(i32::from(DAY_MINUTES)) as u16;
         if !b.covers(weekday, m) {
             continue;
         }
-        let end = if b.end == DAY_MINUTES { DAY_MINUTES } else { b.end };
-        let left = if b.start < b.end || m < end { end.saturating_sub(m) } else { DAY_MINUTES - m + end };
+        let end = if b.end == DAY_MINUTES {
+            DAY_MINUTES
+        } else {
+            b.end
+        };
+        let left = if b.start < b.end || m < end {
+            end.saturating_sub(m)
+        } else {
+            DAY_MINUTES - m + end
+        };
         // priority first, then fixed before flexible, then the later start (the more specific entry)
         let key = (b.priority, !b.flexible, b.start);
         if best.as_ref().is_none_or(|(_, _, k)| key > *k) {
@@ -70,26 +89,38 @@ pub fn update_activities(
         let due = due_block(def, &rng, idx.0, day, weekday, minute);
         let sleeping_block = due.is_some_and(|(i, _)| is_sleep(&def.schedule[i].activity));
         let (block, reason, location, until) = match due {
-            _ if exhausted && !sleeping_block => (None, Some(Override::Exhausted), def.home, now + 60),
-            Some((i, left)) => (Some(i as u16), None, def.schedule[i].location, now + u64::from(left)),
+            _ if exhausted && !sleeping_block => {
+                (None, Some(Override::Exhausted), def.home, now + 60)
+            }
+            Some((i, left)) => (
+                Some(i as u16),
+                None,
+                def.schedule[i].location,
+                now + u64::from(left),
+            ),
             None => {
                 // free time: stay where the last activity was
                 (None, Some(Override::FreeTime), activity.location, now + 30)
             }
         };
-        if activity.block == block && activity.override_reason == reason && activity.location == location {
+        if activity.block == block
+            && activity.override_reason == reason
+            && activity.location == location
+        {
             // the same activity goes on; free time and rest are renewed quietly
             if reason.is_some() && activity.until <= now {
                 activity.bypass_change_detection().until = until;
             }
             continue;
         }
+        let sleep = block.is_some_and(|b| is_sleep(&def.schedule[b as usize].activity));
         *activity = Activity {
             block,
             override_reason: reason,
             location,
             since: now,
             until,
+            sleep,
         };
         stats.activity_changes += 1;
         if config.emit_activity_events {
@@ -114,8 +145,24 @@ pub fn is_sleep(activity: &str) -> bool {
 /// A short description of what an agent is doing.
 pub fn activity_label<'a>(def: &'a AgentDef, activity: &Activity) -> &'a str {
     match (activity.block, activity.override_reason) {
-        (Some(b), _) => def.schedule.get(b as usize).map_or("idle", |s| s.activity.as_str()),
+        (Some(b), _) => def
+            .schedule
+            .get(b as usize)
+            .map_or("idle", |s| s.activity.as_str()),
         (None, Some(Override::Exhausted)) => "resting at home",
         _ => "free time",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_is_recognised() {
+        assert!(is_sleep("Sleep"));
+        assert!(is_sleep("take a nap"));
+        assert!(is_sleep("go to bed"));
+        assert!(!is_sleep("bake bread"));
     }
 }
