@@ -224,10 +224,7 @@ impl WorldMap {
                 ));
                 continue;
             }
-            let tiles: Vec<Tile> = rect
-                .tiles()
-                .filter(|t| walkable[t.y as usize * w as usize + t.x as usize])
-                .collect();
+            let tiles = walkable_in(&walkable, w, &rect);
             by_name.insert(name.to_lowercase(), locations.len() as LocationId);
             locations.push(Location {
                 name,
@@ -277,13 +274,7 @@ impl WorldMap {
             self.walkable[t.y as usize * self.width as usize + t.x as usize] = walkable;
             for loc in &mut self.locations {
                 if loc.rect.contains(t) {
-                    loc.walkable = loc
-                        .rect
-                        .tiles()
-                        .filter(|t| {
-                            self.walkable[t.y as usize * self.width as usize + t.x as usize]
-                        })
-                        .collect();
+                    loc.walkable = walkable_in(&self.walkable, self.width, &loc.rect);
                 }
             }
         }
@@ -359,10 +350,7 @@ impl WorldMap {
                     .to_owned(),
                     tile: inner,
                 }];
-                let tiles = rect
-                    .tiles()
-                    .filter(|t| walkable[t.y as usize * width as usize + t.x as usize])
-                    .collect();
+                let tiles = walkable_in(&walkable, width, &rect);
                 by_name.insert(name.to_lowercase(), locations.len() as LocationId);
                 locations.push(Location {
                     name,
@@ -381,6 +369,13 @@ impl WorldMap {
             by_name,
         }
     }
+}
+
+/// The walkable tiles of `rect`, row by row, in a grid `width` tiles wide.
+fn walkable_in(walkable: &[bool], width: u16, rect: &TileRect) -> Vec<Tile> {
+    rect.tiles()
+        .filter(|t| walkable[t.y as usize * width as usize + t.x as usize])
+        .collect()
 }
 
 struct Ctx<'a> {
