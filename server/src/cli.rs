@@ -68,6 +68,9 @@ pub enum Command {
     Db(DbCommand),
 }
 
+/// The most synthetic agents `simulate` accepts (about 6 KiB each).
+pub const MAX_SYNTHETIC_AGENTS: usize = 2_000_000;
+
 /// The demo world's content, relative to the working directory.
 pub const DEFAULT_AGENTS: &str = "agents";
 pub const DEFAULT_MAP: &str = "assets/maps/valley.tmj";
@@ -107,6 +110,9 @@ pub struct SimulateArgs {
     pub synthetic_agents: Option<usize>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
     pub report: ReportFormat,
+    /// Write every tick's duration to FILE as CSV (`tick,duration_us,events`).
+    #[arg(long, value_name = "FILE")]
+    pub tick_log: Option<PathBuf>,
     #[command(flatten)]
     pub content: ContentArgs,
 }
@@ -236,6 +242,12 @@ pub async fn run(
         }
         Command::Simulate(args) => {
             let content = match args.synthetic_agents {
+                Some(n) if n > MAX_SYNTHETIC_AGENTS => {
+                    return Err(CliError::Usage(format!(
+                        "--synthetic-agents {n} is more than this build simulates ({MAX_SYNTHETIC_AGENTS}); \
+                         about 6 KiB of memory per agent is needed"
+                    )));
+                }
                 Some(n) => crate::content::synthetic::world(n, args.seed),
                 None => validate::load(&args.content.agents, &args.content.map)
                     .map_err(CliError::Content)?,
@@ -245,7 +257,26 @@ pub async fn run(
                 ..SimConfig::default()
             };
             // CPU-bound and alone on this runtime: the command has nothing else to do meanwhile
-            let report = simulate::run(content, config, args.ticks);
+            let report = match &args.tick_log {
+                None => simulate::run(content, config, args.ticks),
+                Some(path) => {
+                    let mut log = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    writeln!(log, "tick,duration_us,events")?;
+                    let mut failed = None;
+                    let report = simulate::run_with(content, config, args.ticks, |tick, us, n| {
+                        if failed.is_none()
+                            && let Err(e) = writeln!(log, "{tick},{us},{n}")
+                        {
+                            failed = Some(e);
+                        }
+                    });
+                    if let Some(e) = failed {
+                        return Err(e.into());
+                    }
+                    log.flush()?;
+                    report
+                }
+            };
             match args.report {
                 ReportFormat::Json => writeln!(
                     out,

@@ -56,6 +56,16 @@ pub struct Report {
 
 /// Runs `ticks` ticks of a world of `content`.
 pub fn run(content: Content, config: SimConfig, ticks: u64) -> Report {
+    run_with(content, config, ticks, |_, _, _| {})
+}
+
+/// Like [`run`], calling `each_tick(tick, duration_us, events)` after every tick.
+pub fn run_with(
+    content: Content,
+    config: SimConfig,
+    ticks: u64,
+    mut each_tick: impl FnMut(u64, u64, usize),
+) -> Report {
     let locations = content.map.locations.len();
     let map = format!("{}×{}", content.map.width, content.map.height);
     let seed = config.seed;
@@ -66,8 +76,11 @@ pub fn run(content: Content, config: SimConfig, ticks: u64) -> Report {
     for _ in 0..ticks {
         let t = Instant::now();
         sim.step();
-        durations.push(t.elapsed().as_micros() as u64);
-        events += sim.drain_events().len() as u64;
+        let us = t.elapsed().as_micros() as u64;
+        durations.push(us);
+        let n = sim.drain_events().len();
+        events += n as u64;
+        each_tick(sim.clock().tick, us, n);
     }
     let wall_ms = started.elapsed().as_millis() as u64;
     Report {

@@ -61,7 +61,10 @@ fn view<'a>(defs: &'a Defs, idx: u32, activity: &Activity, needs: &Needs) -> Age
 }
 
 /// Starts conversations among this tick's candidates.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
 pub fn start_conversations(
     clock: Res<GameClock>,
     rng: Res<WorldRng>,
@@ -143,7 +146,7 @@ pub fn start_conversations(
         let max_turns = mind
             .0
             .max_turns(&views, &mut stream)
-            .clamp(2, config.max_turns);
+            .clamp(2, config.max_turns.max(2));
         conversations.next_id += 1;
         let id = conversations.next_id;
         let location = map.0.location_at(da.1.tile());
@@ -178,7 +181,10 @@ pub fn start_conversations(
 
 /// Says the next line of every conversation whose turn has come, and ends
 /// those that are over.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
 pub fn advance_conversations(
     clock: Res<GameClock>,
     rng: Res<WorldRng>,
@@ -302,4 +308,587 @@ pub fn advance_conversations(
     }
     // keep speaking order stable regardless of swap_remove
     conversations.active.sort_by_key(|c| c.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::content::agent::{AgentFile, Goals, Traits};
+    use crate::content::{AgentDef, ScheduleBlock, WorldMap};
+    use crate::world::components::{Facing, Movement, Perception, Plan, PlanStatus, Relationship};
+    use crate::world::mind::{Mind, PlanRequest, RuleMind};
+    use crate::world::perception::index_positions;
+
+    /// The rule-based mind with a fixed chance to talk and a fixed length.
+    #[derive(Debug)]
+    struct FixedMind {
+        chance: f32,
+        turns: u32,
+    }
+
+    impl Mind for FixedMind {
+        fn plan(
+            &self,
+            agent: &AgentView<'_>,
+            request: &PlanRequest<'_>,
+            map: &WorldMap,
+            rng: &mut ChaCha8Rng,
+        ) -> Plan {
+            RuleMind.plan(agent, request, map, rng)
+        }
+
+        fn talk_chance(
+            &self,
+            _a: &AgentView<'_>,
+            _b: &AgentView<'_>,
+            _relationship: Option<&Relationship>,
+        ) -> f32 {
+            self.chance
+        }
+
+        fn max_turns(&self, _participants: &[AgentView<'_>], _rng: &mut ChaCha8Rng) -> u32 {
+            self.turns
+        }
+
+        fn line(
+            &self,
+            speaker: &AgentView<'_>,
+            listeners: &[AgentView<'_>],
+            context: &LineContext<'_>,
+            rng: &mut ChaCha8Rng,
+        ) -> String {
+            RuleMind.line(speaker, listeners, context, rng)
+        }
+
+        fn reaction(
+            &self,
+            listener: &AgentView<'_>,
+            speaker: &AgentView<'_>,
+            relationship: Option<&Relationship>,
+            rng: &mut ChaCha8Rng,
+        ) -> (f32, f32) {
+            RuleMind.reaction(listener, speaker, relationship, rng)
+        }
+    }
+
+    fn def(id: &str) -> AgentDef {
+        AgentDef {
+            file: AgentFile {
+                schema: None,
+                version: 1,
+                id: id.into(),
+                name: id.into(),
+                age: 30,
+                occupation: String::new(),
+                constitution: String::new(),
+                background: String::new(),
+                traits: Traits::default(),
+                likes: vec!["rye bread".into()],
+                dislikes: vec![],
+                goals: Goals {
+                    primary: "Talk to everyone".into(),
+                    secondary: vec![],
+                },
+                home: "home".into(),
+                start_location: "home".into(),
+                schedule: vec![],
+                relationships: vec![],
+                memories: vec![],
+                llm: None,
+            },
+            home: 0,
+            start: 0,
+            schedule: vec![ScheduleBlock {
+                days: 0x7f,
+                start: 6 * 60,
+                end: 14 * 60,
+                activity: "bake".into(),
+                location: 2,
+                object: None,
+                priority: 5,
+                flexible: false,
+            }],
+        }
+    }
+
+    /// A world at 07:00 with a free agent at each position.
+    fn setup(mind: FixedMind, config: SimConfig, at: &[(f32, f32)]) -> (World, Vec<Entity>) {
+        let mut world = World::new();
+        let clock = GameClock::new(config.tick_rate, config.game_minutes_per_second, 7 * 60);
+        let now = clock.minutes();
+        world.insert_resource(clock);
+        world.insert_resource(WorldRng::new(9));
+        world.insert_resource(Defs {
+            agents: Arc::new((0..at.len()).map(|i| def(&format!("a{i}"))).collect()),
+        });
+        world.insert_resource(MapRes(Arc::new(WorldMap::generate(40, 30, 6, 1))));
+        world.insert_resource(MindRes(Arc::new(mind)));
+        world.insert_resource(config);
+        world.insert_resource(SpatialGrid::default());
+        world.insert_resource(TalkCandidates::default());
+        world.insert_resource(Conversations::default());
+        world.insert_resource(RelationDeltas::default());
+        world.insert_resource(Stats::default());
+        world.insert_resource(Outbox::default());
+        let agents: Vec<Entity> = at
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, y))| {
+                world
+                    .spawn((
+                        AgentIdx(i as u32),
+                        Position { x, y },
+                        Facing::default(),
+                        Activity {
+                            block: Some(0),
+                            override_reason: None,
+                            location: 2,
+                            since: now,
+                            until: now + 7 * 60,
+                            sleep: false,
+                        },
+                        Plan {
+                            id: 0,
+                            goal: "arrive".into(),
+                            steps: Vec::new(),
+                            current: 0,
+                            status: PlanStatus::Done,
+                            priority: 1,
+                            deadline: now,
+                        },
+                        Movement::default(),
+                        Needs::default(),
+                        Perception::default(),
+                        Talk::default(),
+                        Relationships::default(),
+                    ))
+                    .id()
+            })
+            .collect();
+        world.insert_resource(AgentIndex(agents.clone()));
+        (world, agents)
+    }
+
+    fn chance(chance: f32) -> FixedMind {
+        FixedMind { chance, turns: 6 }
+    }
+
+    /// `index_positions` (for joiners) then `start_conversations`.
+    fn starting() -> Schedule {
+        let mut schedule = Schedule::default();
+        schedule.add_systems((index_positions, start_conversations).chain());
+        schedule
+    }
+
+    fn advancing() -> Schedule {
+        let mut schedule = Schedule::default();
+        schedule.add_systems(advance_conversations);
+        schedule
+    }
+
+    fn tick(world: &mut World, schedule: &mut Schedule) {
+        let mut clock = world.resource_mut::<GameClock>();
+        clock.tick += 1;
+        clock.seconds += clock.seconds_per_tick;
+        schedule.run(world);
+    }
+
+    fn candidates(world: &mut World, pairs: &[(u32, u32)]) {
+        world.resource_mut::<TalkCandidates>().0 =
+            pairs.iter().map(|&(a, b)| (a, b, 2.0)).collect();
+    }
+
+    fn events(world: &mut World) -> Vec<WorldEvent> {
+        let drained = world.resource_mut::<Outbox>().drain();
+        drained.into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn talk(world: &World, e: Entity) -> Talk {
+        world.get::<Talk>(e).expect("talk").clone()
+    }
+
+    fn in_conversation(world: &World, agents: &[Entity]) -> Vec<Option<u64>> {
+        agents
+            .iter()
+            .map(|e| talk(world, *e).conversation)
+            .collect()
+    }
+
+    #[test]
+    fn two_willing_agents_close_together_start_talking() {
+        let (mut world, agents) = setup(
+            chance(1.0),
+            SimConfig::default(),
+            &[(10.0, 7.0), (12.0, 7.0)],
+        );
+        candidates(&mut world, &[(0, 1)]);
+        let mut schedule = starting();
+        schedule.run(&mut world);
+        assert_eq!(in_conversation(&world, &agents), vec![Some(1), Some(1)]);
+        assert_eq!(
+            events(&mut world),
+            vec![WorldEvent::ConversationStarted {
+                conversation: 1,
+                participants: vec![0, 1],
+                location: None,
+            }]
+        );
+        let active = world.resource::<Conversations>().active.clone();
+        assert_eq!(active.len(), 1);
+        let c = &active[0];
+        assert_eq!((c.id, c.turns, c.max_turns), (1, 0, 6));
+        assert_eq!(c.participants, vec![0, 1]);
+        assert_eq!(c.next_line, 1, "the first line comes on the next tick");
+        assert_eq!(c.started, 7 * 60);
+        assert_eq!(world.resource::<Stats>().conversations_started, 1);
+        assert_eq!(world.resource::<Stats>().group_conversations, 0);
+        // already talking: the same candidates start nothing more
+        tick(&mut world, &mut schedule);
+        assert_eq!(world.resource::<Conversations>().active.len(), 1);
+        assert!(events(&mut world).is_empty());
+    }
+
+    #[test]
+    fn unwilling_agents_never_talk() {
+        let (mut world, agents) = setup(
+            chance(0.0),
+            SimConfig::default(),
+            &[(10.0, 7.0), (11.0, 7.0)],
+        );
+        let mut schedule = starting();
+        for _ in 0..200 {
+            candidates(&mut world, &[(0, 1)]);
+            tick(&mut world, &mut schedule);
+        }
+        assert_eq!(in_conversation(&world, &agents), vec![None, None]);
+        assert!(world.resource::<Conversations>().active.is_empty());
+        assert!(events(&mut world).is_empty());
+    }
+
+    #[test]
+    fn free_agents_within_reach_join_the_conversation() {
+        let (mut world, agents) = setup(
+            chance(1.0),
+            SimConfig::default(),
+            &[
+                (10.0, 7.0),
+                (12.0, 7.0),
+                (9.0, 7.0),  // 2: free, 1 tile from 0: joins
+                (8.0, 7.0),  // 3: asleep, 2 tiles from 0
+                (10.0, 8.0), // 4: already talking, 1 tile from 0
+                (14.0, 7.0), // 5: 2 tiles from 1 but 4 from 0
+                (10.0, 9.0), // 6: free, 2 tiles from 0: joins after 2
+            ],
+        );
+        world.get_mut::<Needs>(agents[3]).expect("needs").sleeping = true;
+        world.get_mut::<Talk>(agents[4]).expect("talk").conversation = Some(40);
+        world.resource_mut::<Conversations>().next_id = 40;
+        candidates(&mut world, &[(0, 1)]);
+        starting().run(&mut world);
+        let active = world.resource::<Conversations>().active.clone();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].participants, vec![0, 1, 2, 6]);
+        assert_eq!(active[0].id, 41);
+        assert_eq!(
+            in_conversation(&world, &agents),
+            vec![Some(41), Some(41), Some(41), None, Some(40), None, Some(41)]
+        );
+        assert_eq!(world.resource::<Stats>().group_conversations, 1);
+    }
+
+    #[test]
+    fn groups_are_capped_nearest_first() {
+        let (mut world, _) = setup(
+            chance(1.0),
+            SimConfig {
+                max_group: 3,
+                ..SimConfig::default()
+            },
+            // 3 is nearer to 0 than 2 is, but comes later in the grid's order
+            &[(10.0, 7.0), (12.0, 7.0), (10.0, 5.0), (10.0, 8.0)],
+        );
+        candidates(&mut world, &[(0, 1)]);
+        starting().run(&mut world);
+        let active = &world.resource::<Conversations>().active;
+        assert_eq!(active[0].participants, vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn a_max_turns_setting_below_two_does_not_panic() {
+        // regression: `clamp(2, max_turns)` panicked when max_turns < 2
+        for max_turns in [0, 1] {
+            let (mut world, _) = setup(
+                FixedMind {
+                    chance: 1.0,
+                    turns: 5,
+                },
+                SimConfig {
+                    max_turns,
+                    ..SimConfig::default()
+                },
+                &[(10.0, 7.0), (11.0, 7.0)],
+            );
+            candidates(&mut world, &[(0, 1)]);
+            starting().run(&mut world);
+            assert_eq!(world.resource::<Conversations>().active[0].max_turns, 2);
+        }
+    }
+
+    #[test]
+    fn the_minds_length_is_clamped() {
+        for (turns, expected) in [(0, 2), (5, 5), (100, 12)] {
+            let (mut world, _) = setup(
+                FixedMind { chance: 1.0, turns },
+                SimConfig::default(),
+                &[(10.0, 7.0), (11.0, 7.0)],
+            );
+            candidates(&mut world, &[(0, 1)]);
+            starting().run(&mut world);
+            assert_eq!(
+                world.resource::<Conversations>().active[0].max_turns,
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn sleepers_and_pairs_cooling_down_do_not_start() {
+        let at = [(10.0, 7.0), (11.0, 7.0)];
+        let (mut world, agents) = setup(chance(1.0), SimConfig::default(), &at);
+        world.get_mut::<Needs>(agents[1]).expect("needs").sleeping = true;
+        candidates(&mut world, &[(0, 1)]);
+        starting().run(&mut world);
+        assert!(world.resource::<Conversations>().active.is_empty());
+
+        let now = 7 * 60;
+        // either side's cooldown holds the pair back until it is over
+        for side in 0..2 {
+            let (mut world, agents) = setup(chance(1.0), SimConfig::default(), &at);
+            world
+                .get_mut::<Talk>(agents[side])
+                .expect("talk")
+                .cooldowns
+                .push((1 - side as u32, now + 2));
+            let mut schedule = starting();
+            candidates(&mut world, &[(0, 1)]);
+            schedule.run(&mut world);
+            assert!(
+                world.resource::<Conversations>().active.is_empty(),
+                "side {side}"
+            );
+            world.resource_mut::<GameClock>().seconds = (now + 2) * 60;
+            schedule.run(&mut world);
+            assert_eq!(
+                world.resource::<Conversations>().active.len(),
+                1,
+                "side {side}"
+            );
+            assert_eq!(in_conversation(&world, &agents), vec![Some(1), Some(1)]);
+        }
+        // a cooldown with someone else does not matter
+        let (mut world, agents) = setup(chance(1.0), SimConfig::default(), &at);
+        world
+            .get_mut::<Talk>(agents[0])
+            .expect("talk")
+            .cooldowns
+            .push((7, now + 60));
+        candidates(&mut world, &[(0, 1)]);
+        starting().run(&mut world);
+        assert_eq!(world.resource::<Conversations>().active.len(), 1);
+    }
+
+    /// A world where agents `0..n` are in conversation 7 of `max_turns`,
+    /// whose first line is due on tick 1.
+    fn talking(n: usize, max_turns: u32) -> (World, Vec<Entity>) {
+        let at: Vec<(f32, f32)> = (0..n).map(|i| (10.0 + i as f32, 7.0)).collect();
+        let (mut world, agents) = setup(chance(0.0), SimConfig::default(), &at);
+        for e in &agents {
+            world.get_mut::<Talk>(*e).expect("talk").conversation = Some(7);
+        }
+        world
+            .resource_mut::<Conversations>()
+            .active
+            .push(Conversation {
+                id: 7,
+                participants: (0..n as u32).collect(),
+                location: Some(2),
+                turns: 0,
+                max_turns,
+                next_line: 1,
+                started: 7 * 60,
+            });
+        world.resource_mut::<Conversations>().next_id = 7;
+        (world, agents)
+    }
+
+    /// Ticks until tick `last`, collecting (tick, speaker) of each line and
+    /// the events in order.
+    fn run_until(world: &mut World, last: u64) -> (Vec<(u64, u32)>, Vec<WorldEvent>) {
+        let mut schedule = advancing();
+        let mut lines = Vec::new();
+        let mut all = Vec::new();
+        while world.resource::<GameClock>().tick < last {
+            tick(world, &mut schedule);
+            let t = world.resource::<GameClock>().tick;
+            for e in events(world) {
+                if let WorldEvent::Line { speaker, .. } = e {
+                    lines.push((t, speaker));
+                }
+                all.push(e);
+            }
+        }
+        (lines, all)
+    }
+
+    #[test]
+    fn lines_alternate_at_their_pace_and_the_conversation_ends() {
+        let (mut world, agents) = talking(2, 4);
+        let (lines, events) = run_until(&mut world, 30);
+        assert_eq!(lines, vec![(1, 0), (11, 1), (21, 0)]);
+        assert_eq!(in_conversation(&world, &agents), vec![Some(7), Some(7)]);
+        // each line: the listener's reaction to the speaker
+        let deltas = world.resource::<RelationDeltas>().0.clone();
+        let pairs: Vec<(u32, u32, bool)> = deltas
+            .iter()
+            .map(|d| (d.from, d.to, d.interaction))
+            .collect();
+        assert_eq!(pairs, vec![(1, 0, false), (0, 1, false), (1, 0, false)]);
+        assert!(
+            deltas
+                .iter()
+                .all(|d| d.affection.abs() <= 3.0 && d.trust.abs() <= 1.5)
+        );
+        let Some(WorldEvent::Line {
+            conversation, text, ..
+        }) = events.first()
+        else {
+            panic!("a line first: {events:?}");
+        };
+        assert_eq!(*conversation, 7);
+        assert!(text.starts_with("Good morning, a1."), "{text}");
+        world.resource_mut::<RelationDeltas>().0.clear();
+
+        // the fourth line is the last
+        let (lines, events) = run_until(&mut world, 45);
+        assert_eq!(lines, vec![(31, 1)]);
+        assert!(text_of_last_line(&events).starts_with("Well, I should get back to bake"));
+        assert_eq!(
+            events.last(),
+            Some(&WorldEvent::ConversationEnded {
+                conversation: 7,
+                participants: vec![0, 1],
+                turns: 4,
+            })
+        );
+        assert!(world.resource::<Conversations>().active.is_empty());
+        let now = world.resource::<GameClock>().minutes();
+        assert_eq!(now, 7 * 60 + 4, "tick 45 is in minute 4");
+        let end = 7 * 60 + 3; // tick 31
+        let cooldown = u64::from(SimConfig::default().pair_cooldown_minutes);
+        for (i, e) in agents.iter().enumerate() {
+            let t = talk(&world, *e);
+            assert_eq!(t.conversation, None);
+            assert_eq!(t.count, 1);
+            assert_eq!(t.cooldowns, vec![(1 - i as u32, end + cooldown)]);
+        }
+        let pairs: Vec<(u32, u32, bool)> = world
+            .resource::<RelationDeltas>()
+            .0
+            .iter()
+            .map(|d| (d.from, d.to, d.interaction))
+            .collect();
+        assert_eq!(pairs, vec![(0, 1, false), (0, 1, true), (1, 0, true)]);
+        let stats = world.resource::<Stats>();
+        assert_eq!((stats.lines, stats.conversations_ended), (4, 1));
+    }
+
+    fn text_of_last_line(events: &[WorldEvent]) -> &str {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                WorldEvent::Line { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .expect("a line")
+    }
+
+    #[test]
+    fn a_group_takes_turns_and_every_pair_counts_the_interaction() {
+        let (mut world, agents) = talking(3, 5);
+        let (lines, events) = run_until(&mut world, 60);
+        assert_eq!(lines, vec![(1, 0), (11, 1), (21, 2), (31, 0), (41, 1)]);
+        assert!(matches!(
+            events.last(),
+            Some(WorldEvent::ConversationEnded { turns: 5, .. })
+        ));
+        let deltas = world.resource::<RelationDeltas>().0.clone();
+        let (reactions, interactions): (Vec<&RelationDelta>, Vec<&RelationDelta>) =
+            deltas.iter().partition(|d| !d.interaction);
+        // two listeners a line
+        assert_eq!(reactions.len(), 10);
+        assert!(reactions[..2].iter().all(|d| d.to == 0 && d.from != 0));
+        let pairs: BTreeSet<(u32, u32)> = interactions.iter().map(|d| (d.from, d.to)).collect();
+        let expected: BTreeSet<(u32, u32)> =
+            [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)].into();
+        assert_eq!(interactions.len(), 6);
+        assert_eq!(pairs, expected);
+        for e in &agents {
+            let t = talk(&world, *e);
+            assert_eq!((t.conversation, t.count, t.cooldowns.len()), (None, 1, 2));
+        }
+    }
+
+    #[test]
+    fn an_exhausted_participant_ends_the_conversation_after_the_line() {
+        let (mut world, agents) = talking(2, 10);
+        world.get_mut::<Needs>(agents[1]).expect("needs").energy = EXHAUSTED / 2.0;
+        let (lines, events) = run_until(&mut world, 20);
+        assert_eq!(lines, vec![(1, 0)]);
+        assert!(events.contains(&WorldEvent::ConversationEnded {
+            conversation: 7,
+            participants: vec![0, 1],
+            turns: 1,
+        }));
+        assert_eq!(in_conversation(&world, &agents), vec![None, None]);
+    }
+
+    #[test]
+    fn ending_one_conversation_leaves_the_others_going() {
+        let (mut world, agents) = talking(4, 1);
+        // 0 and 1 say one line; 3 and 2 (speaking in that order) say three
+        world.resource_mut::<Conversations>().active[0].participants = vec![0, 1];
+        world
+            .resource_mut::<Conversations>()
+            .active
+            .push(Conversation {
+                id: 8,
+                participants: vec![3, 2],
+                location: None,
+                turns: 0,
+                max_turns: 3,
+                next_line: 1,
+                started: 7 * 60,
+            });
+        let more = &agents[2..];
+        for e in more {
+            world.get_mut::<Talk>(*e).expect("talk").conversation = Some(8);
+        }
+        let agents = &agents[..2];
+        let (lines, _) = run_until(&mut world, 2);
+        assert_eq!(lines, vec![(1, 0), (1, 3)]);
+        let active = world.resource::<Conversations>().active.clone();
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].id, active[0].turns), (8, 1));
+        assert_eq!(talk(&world, more[0]).conversation, Some(8));
+        assert_eq!(in_conversation(&world, agents), vec![None, None]);
+        let (lines, _) = run_until(&mut world, 30);
+        assert_eq!(lines, vec![(11, 2), (21, 3)]);
+        assert!(world.resource::<Conversations>().active.is_empty());
+    }
 }

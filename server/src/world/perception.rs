@@ -148,7 +148,10 @@ pub fn index_positions(
     grid.rebuild(map.0.width, map.0.height, config.vision_radius, seen);
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
 pub fn perceive(
     clock: Res<GameClock>,
     config: Res<SimConfig>,
@@ -249,7 +252,375 @@ pub fn perceive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::content::agent::{AgentFile, Goals, Traits};
+    use crate::content::{AgentDef, ScheduleBlock, WorldMap};
+    use crate::world::components::{Facing, Movement, Plan, PlanStatus, Relationships};
+
+    fn def(id: &str) -> AgentDef {
+        AgentDef {
+            file: AgentFile {
+                schema: None,
+                version: 1,
+                id: id.into(),
+                name: id.into(),
+                age: 30,
+                occupation: String::new(),
+                constitution: String::new(),
+                background: String::new(),
+                traits: Traits::default(),
+                likes: vec![],
+                dislikes: vec![],
+                goals: Goals {
+                    primary: "See everything".into(),
+                    secondary: vec![],
+                },
+                home: "home".into(),
+                start_location: "home".into(),
+                schedule: vec![],
+                relationships: vec![],
+                memories: vec![],
+                llm: None,
+            },
+            home: 0,
+            start: 0,
+            schedule: ["bake", "sweep"]
+                .iter()
+                .map(|a| ScheduleBlock {
+                    days: 0x7f,
+                    start: 6 * 60,
+                    end: 14 * 60,
+                    activity: (*a).into(),
+                    location: 2,
+                    object: None,
+                    priority: 5,
+                    flexible: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// A world at 07:00 with an agent at each position, all free and baking
+    /// (block 0), and a schedule of `index_positions` then `perceive`.
+    fn setup(config: SimConfig, at: &[(f32, f32)]) -> (World, Vec<Entity>, Schedule) {
+        let mut world = World::new();
+        let clock = GameClock::new(config.tick_rate, config.game_minutes_per_second, 7 * 60);
+        let now = clock.minutes();
+        world.insert_resource(clock);
+        world.insert_resource(Defs {
+            agents: Arc::new((0..at.len()).map(|i| def(&format!("a{i}"))).collect()),
+        });
+        world.insert_resource(MapRes(Arc::new(WorldMap::generate(40, 30, 6, 1))));
+        world.insert_resource(config);
+        world.insert_resource(SpatialGrid::default());
+        world.insert_resource(TalkCandidates::default());
+        world.insert_resource(Stats::default());
+        world.insert_resource(Outbox::default());
+        let agents = at
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, y))| {
+                world
+                    .spawn((
+                        AgentIdx(i as u32),
+                        Position { x, y },
+                        Facing::default(),
+                        Activity {
+                            block: Some(0),
+                            override_reason: None,
+                            location: 2,
+                            since: now,
+                            until: now + 7 * 60,
+                            sleep: false,
+                        },
+                        Plan {
+                            id: 0,
+                            goal: "arrive".into(),
+                            steps: Vec::new(),
+                            current: 0,
+                            status: PlanStatus::Done,
+                            priority: 1,
+                            deadline: now,
+                        },
+                        Movement::default(),
+                        Needs::default(),
+                        Perception::default(),
+                        Talk::default(),
+                        Relationships::default(),
+                    ))
+                    .id()
+            })
+            .collect();
+        let mut schedule = Schedule::default();
+        schedule.add_systems((index_positions, perceive).chain());
+        (world, agents, schedule)
+    }
+
+    /// Every agent looks on every tick.
+    fn every_tick() -> SimConfig {
+        SimConfig {
+            perceive_every: 1,
+            ..SimConfig::default()
+        }
+    }
+
+    fn events(world: &mut World) -> Vec<WorldEvent> {
+        let drained = world.resource_mut::<Outbox>().drain();
+        drained.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// (perceiver, other) of each `Perceived` event, in order.
+    fn perceived(world: &mut World) -> Vec<(u32, u32)> {
+        events(world)
+            .into_iter()
+            .filter_map(|e| match e {
+                WorldEvent::Perceived { agent, other, .. } => Some((agent, other)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn seen_by(world: &World, e: Entity) -> Vec<u32> {
+        let mut v: Vec<u32> = world
+            .get::<Perception>(e)
+            .expect("perception")
+            .recent
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn perceptions(world: &World) -> u64 {
+        world.resource::<Stats>().perceptions
+    }
+
+    fn set_minute(world: &mut World, minute: u64) {
+        world.resource_mut::<GameClock>().seconds = minute * 60;
+    }
+
+    #[test]
+    fn agents_attend_to_the_nearest_few_within_sight() {
+        // around agent 0 at (10, 7): 2 at 1 tile, 4 at 2, 1 at 3, 3 at 3.5, 5 at 5 (out of sight)
+        let (mut world, agents, mut schedule) = setup(
+            every_tick(),
+            &[
+                (10.0, 7.0),
+                (13.0, 7.0),
+                (11.0, 7.0),
+                (6.5, 7.0),
+                (10.0, 5.0),
+                (10.0, 12.0),
+            ],
+        );
+        schedule.run(&mut world);
+        assert_eq!(seen_by(&world, agents[0]), vec![1, 2, 4]);
+        let mine: Vec<(u32, u32)> = perceived(&mut world)
+            .into_iter()
+            .filter(|p| p.0 == 0)
+            .collect();
+        // nearest first
+        assert_eq!(mine, vec![(0, 2), (0, 4), (0, 1)]);
+        // nobody is within 4 tiles of agent 5
+        assert!(seen_by(&world, agents[5]).is_empty());
+        assert!(agents.iter().all(|e| !seen_by(&world, *e).contains(&5)));
+        // agent 3 (3.5 from agent 0, 4.03 from agent 4) sees only 0
+        assert_eq!(seen_by(&world, agents[3]), vec![0]);
+    }
+
+    #[test]
+    fn attention_and_vision_come_from_the_config() {
+        let at = [
+            (10.0, 7.0),
+            (11.0, 7.0),
+            (12.0, 7.0),
+            (13.0, 7.0),
+            (16.0, 7.0),
+        ];
+        let (mut world, agents, mut schedule) = setup(
+            SimConfig {
+                attention: 1,
+                vision_radius: 6.0,
+                ..every_tick()
+            },
+            &at,
+        );
+        schedule.run(&mut world);
+        assert_eq!(seen_by(&world, agents[0]), vec![1]);
+        assert_eq!(seen_by(&world, agents[4]), vec![3]);
+        let (mut world, agents, mut schedule) = setup(
+            SimConfig {
+                attention: 10,
+                vision_radius: 6.0,
+                ..every_tick()
+            },
+            &at,
+        );
+        schedule.run(&mut world);
+        assert_eq!(seen_by(&world, agents[0]), vec![1, 2, 3, 4]);
+        let (mut world, agents, mut schedule) = setup(
+            SimConfig {
+                attention: 0,
+                ..every_tick()
+            },
+            &at,
+        );
+        schedule.run(&mut world);
+        assert!(agents.iter().all(|e| seen_by(&world, *e).is_empty()));
+        assert_eq!(perceptions(&world), 0);
+    }
+
+    #[test]
+    fn the_same_sight_is_not_counted_again_within_the_window() {
+        let (mut world, agents, mut schedule) = setup(every_tick(), &[(10.0, 7.0), (11.0, 7.0)]);
+        let start = world.resource::<GameClock>().minutes();
+        schedule.run(&mut world);
+        assert_eq!(perceptions(&world), 2);
+        assert_eq!(perceived(&mut world), vec![(0, 1), (1, 0)]);
+        for minute in [start, start + 1, start + 29] {
+            set_minute(&mut world, minute);
+            schedule.run(&mut world);
+        }
+        assert_eq!(perceptions(&world), 2);
+        assert!(perceived(&mut world).is_empty());
+        // the other agent does something else: that is news
+        world
+            .get_mut::<Activity>(agents[1])
+            .expect("activity")
+            .block = Some(1);
+        schedule.run(&mut world);
+        assert_eq!(perceptions(&world), 3);
+        let Some(WorldEvent::Perceived {
+            agent,
+            other,
+            activity,
+            distance,
+            ..
+        }) = events(&mut world).pop()
+        else {
+            panic!("a perception");
+        };
+        assert_eq!(
+            (agent, other, activity.as_str(), distance),
+            (0, 1, "sweep", 1.0)
+        );
+        // after the window the same sight counts again
+        set_minute(&mut world, start + 31);
+        schedule.run(&mut world);
+        assert_eq!(perceptions(&world), 4, "agent 1 sees agent 0 baking again");
+        set_minute(&mut world, start + 29 + 31);
+        schedule.run(&mut world);
+        assert_eq!(
+            perceptions(&world),
+            5,
+            "agent 0 sees agent 1 sweeping again"
+        );
+        // and what is older than the window is forgotten
+        let recent = &world
+            .get::<Perception>(agents[0])
+            .expect("perception")
+            .recent;
+        assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn a_sleeping_agent_perceives_nothing_but_is_seen() {
+        let (mut world, agents, mut schedule) = setup(every_tick(), &[(10.0, 7.0), (11.0, 7.0)]);
+        world.get_mut::<Needs>(agents[0]).expect("needs").sleeping = true;
+        schedule.run(&mut world);
+        assert!(seen_by(&world, agents[0]).is_empty());
+        assert_eq!(seen_by(&world, agents[1]), vec![0]);
+        assert_eq!(perceived(&mut world), vec![(1, 0)]);
+        assert!(world.resource::<TalkCandidates>().0.is_empty());
+    }
+
+    #[test]
+    fn talk_candidates_are_free_pairs_within_reach_once_each() {
+        let (mut world, agents, mut schedule) = setup(
+            every_tick(),
+            &[
+                // 0 and 1 within reach
+                (2.0, 7.0),
+                (4.0, 7.0),
+                // 2 in sight of 1 but out of reach (3 tiles)
+                (7.0, 7.0),
+                // 3 in a conversation next to 4
+                (15.0, 7.0),
+                (16.0, 7.0),
+                // 5 asleep next to 6
+                (25.0, 7.0),
+                (26.0, 7.0),
+                // 8 and 7 within reach, higher index first in space
+                (35.5, 7.0),
+                (34.0, 7.0),
+            ],
+        );
+        world.get_mut::<Talk>(agents[3]).expect("talk").conversation = Some(1);
+        world.get_mut::<Needs>(agents[5]).expect("needs").sleeping = true;
+        schedule.run(&mut world);
+        assert_eq!(
+            world.resource::<TalkCandidates>().0,
+            vec![(0, 1, 2.0), (7, 8, 1.5)]
+        );
+        // 3 still perceives 4, it just cannot start talking
+        assert_eq!(seen_by(&world, agents[3]), vec![4]);
+        // candidates are per tick: cleared when nobody looks
+        world.get_mut::<Talk>(agents[3]).expect("talk").conversation = None;
+        world.resource_mut::<SimConfig>().perceive_every = 50;
+        world.resource_mut::<GameClock>().tick = 49;
+        schedule.run(&mut world);
+        assert!(world.resource::<TalkCandidates>().0.is_empty());
+    }
+
+    #[test]
+    fn agents_look_on_their_slot_only() {
+        // ten agents a tile apart: each has others within reach
+        let at: Vec<(f32, f32)> = (0..10).map(|i| (5.0 + i as f32, 7.0)).collect();
+        let (mut world, agents, mut schedule) = setup(
+            SimConfig {
+                perceive_every: 4,
+                ..SimConfig::default()
+            },
+            &at,
+        );
+        world.resource_mut::<GameClock>().tick = 7;
+        schedule.run(&mut world);
+        let lookers: Vec<u32> = (0..10)
+            .filter(|i| !seen_by(&world, agents[*i as usize]).is_empty())
+            .collect();
+        assert_eq!(lookers, vec![3, 7]);
+        assert!(perceived(&mut world).iter().all(|p| p.0 == 3 || p.0 == 7));
+        // 7 sees 6 and 8 at one tile (ties by index) then 5 at two
+        assert_eq!(seen_by(&world, agents[7]), vec![5, 6, 8]);
+        // from 3: 2 and 4, from 7: 6 and 8; the nearest, lower index, is chosen
+        assert_eq!(
+            world.resource::<TalkCandidates>().0,
+            vec![(2, 3, 1.0), (6, 7, 1.0)]
+        );
+        world.resource_mut::<GameClock>().tick = 8;
+        schedule.run(&mut world);
+        let lookers: Vec<u32> = (0..10)
+            .filter(|i| !seen_by(&world, agents[*i as usize]).is_empty())
+            .collect();
+        assert_eq!(lookers, vec![0, 3, 4, 7, 8]);
+    }
+
+    #[test]
+    fn perception_events_can_be_turned_off() {
+        let (mut world, _, mut schedule) = setup(
+            SimConfig {
+                emit_perception_events: false,
+                ..every_tick()
+            },
+            &[(10.0, 7.0), (11.0, 7.0)],
+        );
+        schedule.run(&mut world);
+        assert_eq!(perceptions(&world), 2);
+        assert!(events(&mut world).is_empty());
+    }
 
     fn seen(idx: u32, x: f32, y: f32) -> Seen {
         Seen {
