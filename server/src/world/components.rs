@@ -217,6 +217,11 @@ impl Default for Needs {
 pub struct Perception {
     /// (other agent, what it was doing, game minute) of recent perceptions.
     pub recent: Vec<(u32, u32, u64)>,
+    /// What was new on the agent's last look: (other agent, what it was
+    /// doing, distance), nearest first.
+    pub fresh: Vec<(u32, u32, f32)>,
+    /// The nearest free agent within talking reach on the last look.
+    pub reach: Option<(u32, f32)>,
 }
 
 /// Conversation state.

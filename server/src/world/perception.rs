@@ -148,6 +148,10 @@ pub fn index_positions(
     grid.rebuild(map.0.width, map.0.height, config.vision_radius, seen);
 }
 
+/// Looks around for every agent due this tick. The looking runs in parallel
+/// (each agent writes only its own `Perception`); what it found is then read
+/// back in query order, so candidates, events and counts are the same
+/// whatever the thread count.
 #[expect(
     clippy::too_many_arguments,
     reason = "a bevy system takes what it touches as parameters"
@@ -163,81 +167,66 @@ pub fn perceive(
     mut outbox: ResMut<Outbox>,
     mut agents: Query<(&AgentIdx, &Position, &Needs, &Talk, &mut Perception)>,
 ) {
+    bevy_tasks::ComputeTaskPool::get_or_init(bevy_tasks::TaskPool::default);
     candidates.0.clear();
     let every = u64::from(config.perceive_every.max(1));
     let slot = clock.tick % every;
     let now = clock.minutes();
-    let mut nearest: Vec<(f32, Seen)> = Vec::with_capacity(16);
-    for (idx, position, needs, talk, mut perception) in &mut agents {
-        if u64::from(idx.0) % every != slot || needs.sleeping {
-            continue;
-        }
-        // keep only the nearest few while scanning (insertion into a short sorted
-        // list): a crowded room holds dozens, and attention takes three
-        let k = config.attention;
-        nearest.clear();
-        grid.near(position.x, position.y, config.vision_radius, |s, d| {
-            if s.idx == idx.0 || k == 0 {
+    let due =
+        move |idx: &AgentIdx, needs: &Needs| u64::from(idx.0) % every == slot && !needs.sleeping;
+    let grid: &SpatialGrid = &grid;
+    let config: &SimConfig = &config;
+
+    agents.par_iter_mut().for_each_init(
+        || Vec::<(f32, Seen)>::with_capacity(8),
+        |nearest, (idx, position, needs, talk, mut perception)| {
+            if !due(idx, needs) {
                 return;
             }
-            // ties by agent so the result never depends on the grid's order
-            let closer = |e: &(f32, Seen)| e.0 < d || (e.0 == d && e.1.idx < s.idx);
-            let at = nearest.iter().take_while(|e| closer(e)).count();
-            if at < k {
-                if nearest.len() == k {
-                    nearest.pop();
-                }
-                nearest.insert(at, (d, *s));
-            }
-        });
-        if nearest.is_empty() {
+            look(
+                grid,
+                config,
+                now,
+                idx.0,
+                position,
+                talk,
+                nearest,
+                &mut perception,
+            );
+        },
+    );
+
+    for (idx, position, needs, _, perception) in &agents {
+        if !due(idx, needs) {
             continue;
         }
-        let free = talk.conversation.is_none();
-        // forget what is older than the memory window
-        let horizon = now.saturating_sub(u64::from(config.repeat_window_minutes));
-        if perception.recent.iter().any(|r| r.2 < horizon) {
-            perception.recent.retain(|r| r.2 >= horizon);
+        if let Some((other, d)) = perception.reach {
+            candidates.0.push((idx.0, other, d));
         }
-        // the nearest free agent within reach is who one would talk to
-        if free
-            && let Some((d, other)) = nearest
-                .iter()
-                .find(|(d, o)| o.free && *d <= config.talk_radius)
-        {
-            candidates.0.push((idx.0, other.idx, *d));
+        stats.perceptions += perception.fresh.len() as u64;
+        if !config.emit_perception_events {
+            continue;
         }
-        for (d, other) in &nearest {
-            if perception
-                .recent
-                .iter()
-                .any(|r| r.0 == other.idx && r.1 == other.doing)
-            {
-                continue;
-            }
-            perception.recent.push((other.idx, other.doing, now));
-            stats.perceptions += 1;
-            if config.emit_perception_events {
-                let def = &defs.agents[other.idx as usize];
-                let block = (other.doing >> 8) as u16;
-                let label = if block == u16::MAX {
-                    "free time"
-                } else {
-                    def.schedule
-                        .get(block as usize)
-                        .map_or("idle", |b| b.activity.as_str())
-                };
-                outbox.push(
-                    clock.tick,
-                    WorldEvent::Perceived {
-                        agent: idx.0,
-                        other: other.idx,
-                        activity: label.to_owned(),
-                        location: map.0.location_at(position.tile()),
-                        distance: *d,
-                    },
-                );
-            }
+        for &(other, doing, distance) in &perception.fresh {
+            let def = &defs.agents[other as usize];
+            let block = (doing >> 8) as u16;
+            let label = if block == u16::MAX {
+                "free time"
+            } else {
+                def.schedule
+                    .get(block as usize)
+                    .map_or("idle", |b| b.activity.as_str())
+            };
+            outbox.push(
+                clock.tick,
+                WorldEvent::Perceived {
+                    agent: idx.0,
+                    other,
+                    activity: label.to_owned(),
+                    location: map.0.location_at(position.tile()),
+                    distance,
+                },
+            );
         }
     }
     // the same pair may be found from both sides: keep one, lowest first
@@ -248,6 +237,71 @@ pub fn perceive(
     }
     candidates.0.sort_by_key(|c| (c.0, c.1));
     candidates.0.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+}
+
+/// One agent's look around: the nearest few within the vision radius, those
+/// not perceived recently recorded as fresh, and the nearest free agent in
+/// talking reach.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the pieces of one agent's look, borrowed apart"
+)]
+fn look(
+    grid: &SpatialGrid,
+    config: &SimConfig,
+    now: u64,
+    me: u32,
+    position: &Position,
+    talk: &Talk,
+    nearest: &mut Vec<(f32, Seen)>,
+    perception: &mut Perception,
+) {
+    perception.fresh.clear();
+    perception.reach = None;
+    // keep only the nearest few while scanning (insertion into a short sorted
+    // list): a crowded room holds dozens, and attention takes three
+    let k = config.attention;
+    nearest.clear();
+    grid.near(position.x, position.y, config.vision_radius, |s, d| {
+        if s.idx == me || k == 0 {
+            return;
+        }
+        // ties by agent so the result never depends on the grid's order
+        let closer = |e: &(f32, Seen)| e.0 < d || (e.0 == d && e.1.idx < s.idx);
+        let at = nearest.iter().take_while(|e| closer(e)).count();
+        if at < k {
+            if nearest.len() == k {
+                nearest.pop();
+            }
+            nearest.insert(at, (d, *s));
+        }
+    });
+    if nearest.is_empty() {
+        return;
+    }
+    // forget what is older than the memory window
+    let horizon = now.saturating_sub(u64::from(config.repeat_window_minutes));
+    if perception.recent.iter().any(|r| r.2 < horizon) {
+        perception.recent.retain(|r| r.2 >= horizon);
+    }
+    // the nearest free agent within reach is who one would talk to
+    if talk.conversation.is_none() {
+        perception.reach = nearest
+            .iter()
+            .find(|(d, o)| o.free && *d <= config.talk_radius)
+            .map(|(d, o)| (o.idx, *d));
+    }
+    for (d, other) in nearest.iter() {
+        if perception
+            .recent
+            .iter()
+            .any(|r| r.0 == other.idx && r.1 == other.doing)
+        {
+            continue;
+        }
+        perception.recent.push((other.idx, other.doing, now));
+        perception.fresh.push((other.idx, other.doing, *d));
+    }
 }
 
 #[cfg(test)]
