@@ -2,8 +2,10 @@
 //! baseline measured in the same run: a bare `bevy_ecs` loop that only adds
 //! velocity to position for the same number of entities.
 //!
-//! `cargo bench -p hearth --bench tick` (criterion). The ratio of the two is
-//! what BENCHMARKS.md records.
+//! `world_one_thread` is the same world with perception kept on one thread.
+//!
+//! `cargo bench -p hearth --bench tick` (criterion). The ratios are what
+//! BENCHMARKS.md records.
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
@@ -35,11 +37,12 @@ fn bare_loop(n: usize) -> (World, Schedule) {
 
 /// A world warmed up for a game hour, so agents are spread over the map,
 /// walking, talking and working as they do in steady state.
-fn warm_world(n: usize) -> Sim {
+fn warm_world(n: usize, parallel: bool) -> Sim {
     let mut sim = Sim::new(
         synthetic::world(n, 42),
         SimConfig {
             seed: 42,
+            parallel,
             start_minute: 7 * 60 + 30,
             // a load test's world: events are counted, not formatted for clients
             emit_activity_events: false,
@@ -67,13 +70,15 @@ fn tick(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("bare_loop", n), &n, |b, _| {
             b.iter(|| schedule.run(&mut world));
         });
-        let mut sim = warm_world(n);
-        group.bench_with_input(BenchmarkId::new("world", n), &n, |b, _| {
-            b.iter(|| {
-                sim.step();
-                sim.drain_events();
+        for (name, parallel) in [("world", true), ("world_one_thread", false)] {
+            let mut sim = warm_world(n, parallel);
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    sim.step();
+                    sim.drain_events();
+                });
             });
-        });
+        }
     }
     group.finish();
 }

@@ -165,3 +165,31 @@ fn synthetic_worlds_are_deterministic_too() {
     assert_eq!(s1, s2);
     assert!(s1.path_searches > 0 && s1.perceptions > 0, "{s1:?}");
 }
+
+#[test]
+fn parallel_perception_gives_the_same_world_as_one_thread() {
+    let run = |parallel: bool| {
+        // large enough for the parallel pass (PARALLEL_MIN_AGENTS)
+        let n = hearth::world::perception::PARALLEL_MIN_AGENTS;
+        let mut sim = Sim::new(
+            synthetic::world(n, 8),
+            SimConfig {
+                seed: 8,
+                parallel,
+                ..SimConfig::default()
+            },
+        );
+        let mut events = 0;
+        for _ in 0..60 {
+            sim.step();
+            events += sim.drain_events().len();
+        }
+        (sim.state_hash(), sim.stats().clone(), events)
+    };
+    let (h_par, s_par, e_par) = run(true);
+    let (h_one, s_one, e_one) = run(false);
+    assert_eq!(h_par, h_one, "state after 60 ticks");
+    assert_eq!(s_par, s_one, "counters");
+    assert_eq!(e_par, e_one, "events");
+    assert!(s_par.perceptions > 1000, "{s_par:?}");
+}

@@ -112,6 +112,9 @@ pub struct SimConfig {
     pub emit_perception_events: bool,
     /// Events kept when nobody drains the outbox; the oldest are dropped.
     pub max_outbox: usize,
+    /// Spread perception over the compute threads in worlds of at least
+    /// `perception::PARALLEL_MIN_AGENTS` agents (the outcome is the same).
+    pub parallel: bool,
 }
 
 impl Default for SimConfig {
@@ -135,6 +138,7 @@ impl Default for SimConfig {
             emit_activity_events: true,
             emit_perception_events: true,
             max_outbox: 1_000_000,
+            parallel: true,
         }
     }
 }

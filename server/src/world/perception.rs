@@ -120,6 +120,9 @@ impl SpatialGrid {
     }
 }
 
+/// Worlds smaller than this perceive on one thread (see [`perceive`]).
+pub const PARALLEL_MIN_AGENTS: usize = 50_000;
+
 /// Pairs close enough to talk, found this tick: (perceiver, other, distance).
 #[derive(Debug, Default, Resource)]
 pub struct TalkCandidates(pub Vec<(u32, u32, f32)>);
@@ -167,7 +170,12 @@ pub fn perceive(
     mut outbox: ResMut<Outbox>,
     mut agents: Query<(&AgentIdx, &Position, &Needs, &Talk, &mut Perception)>,
 ) {
-    bevy_tasks::ComputeTaskPool::get_or_init(bevy_tasks::TaskPool::default);
+    // measured (BENCHMARKS.md): on 2 cores the parallel pass pays off from
+    // tens of thousands of agents and costs more than it saves below
+    let parallel = config.parallel && grid.len() >= PARALLEL_MIN_AGENTS;
+    if parallel {
+        bevy_tasks::ComputeTaskPool::get_or_init(bevy_tasks::TaskPool::default);
+    }
     candidates.0.clear();
     let every = u64::from(config.perceive_every.max(1));
     let slot = clock.tick % every;
@@ -177,24 +185,41 @@ pub fn perceive(
     let grid: &SpatialGrid = &grid;
     let config: &SimConfig = &config;
 
-    agents.par_iter_mut().for_each_init(
-        || Vec::<(f32, Seen)>::with_capacity(8),
-        |nearest, (idx, position, needs, talk, mut perception)| {
-            if !due(idx, needs) {
-                return;
+    if parallel {
+        agents.par_iter_mut().for_each_init(
+            || Vec::<(f32, Seen)>::with_capacity(8),
+            |nearest, (idx, position, needs, talk, mut perception)| {
+                if due(idx, needs) {
+                    look(
+                        grid,
+                        config,
+                        now,
+                        idx.0,
+                        position,
+                        talk,
+                        nearest,
+                        &mut perception,
+                    );
+                }
+            },
+        );
+    } else {
+        let mut nearest = Vec::with_capacity(8);
+        for (idx, position, needs, talk, mut perception) in &mut agents {
+            if due(idx, needs) {
+                look(
+                    grid,
+                    config,
+                    now,
+                    idx.0,
+                    position,
+                    talk,
+                    &mut nearest,
+                    &mut perception,
+                );
             }
-            look(
-                grid,
-                config,
-                now,
-                idx.0,
-                position,
-                talk,
-                nearest,
-                &mut perception,
-            );
-        },
-    );
+        }
+    }
 
     for (idx, position, needs, _, perception) in &agents {
         if !due(idx, needs) {
