@@ -318,11 +318,11 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::content::agent::{AgentFile, Goals, Traits};
-    use crate::content::{AgentDef, ScheduleBlock, WorldMap};
-    use crate::world::components::{Facing, Movement, Perception, Plan, PlanStatus, Relationship};
+    use crate::content::{AgentDef, WorldMap};
+    use crate::world::components::{Plan, Relationship};
     use crate::world::mind::{Mind, PlanRequest, RuleMind};
     use crate::world::perception::index_positions;
+    use crate::world::testkit;
 
     /// The rule-based mind with a fixed chance to talk and a fixed length.
     #[derive(Debug)]
@@ -377,43 +377,9 @@ mod tests {
     }
 
     fn def(id: &str) -> AgentDef {
-        AgentDef {
-            file: AgentFile {
-                schema: None,
-                version: 1,
-                id: id.into(),
-                name: id.into(),
-                age: 30,
-                occupation: String::new(),
-                constitution: String::new(),
-                background: String::new(),
-                traits: Traits::default(),
-                likes: vec!["rye bread".into()],
-                dislikes: vec![],
-                goals: Goals {
-                    primary: "Talk to everyone".into(),
-                    secondary: vec![],
-                },
-                home: "home".into(),
-                start_location: "home".into(),
-                schedule: vec![],
-                relationships: vec![],
-                memories: vec![],
-                llm: None,
-            },
-            home: 0,
-            start: 0,
-            schedule: vec![ScheduleBlock {
-                days: 0x7f,
-                start: 6 * 60,
-                end: 14 * 60,
-                activity: "bake".into(),
-                location: 2,
-                object: None,
-                priority: 5,
-                flexible: false,
-            }],
-        }
+        let mut d = testkit::def(id, "Talk to everyone", testkit::working(&["bake"]));
+        d.file.likes = vec!["rye bread".into()];
+        d
     }
 
     /// A world at 07:00 with a free agent at each position.
@@ -440,32 +406,12 @@ mod tests {
             .enumerate()
             .map(|(i, &(x, y))| {
                 world
-                    .spawn((
-                        AgentIdx(i as u32),
-                        Position { x, y },
-                        Facing::default(),
-                        Activity {
-                            block: Some(0),
-                            override_reason: None,
-                            location: 2,
-                            since: now,
-                            until: now + 7 * 60,
-                            sleep: false,
-                        },
-                        Plan {
-                            id: 0,
-                            goal: "arrive".into(),
-                            steps: Vec::new(),
-                            current: 0,
-                            status: PlanStatus::Done,
-                            priority: 1,
-                            deadline: now,
-                        },
-                        Movement::default(),
+                    .spawn(testkit::agent(
+                        i as u32,
+                        x,
+                        y,
+                        testkit::at_work(now),
                         Needs::default(),
-                        Perception::default(),
-                        Talk::default(),
-                        Relationships::default(),
                     ))
                     .id()
             })

@@ -41,6 +41,8 @@ pub mod relationship;
 pub mod rng;
 pub mod runner;
 pub mod schedule;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use std::sync::Arc;
 

@@ -334,51 +334,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::content::agent::{AgentFile, Goals, Traits};
-    use crate::content::{AgentDef, ScheduleBlock, WorldMap};
-    use crate::world::components::{Facing, Movement, Plan, PlanStatus, Relationships};
+    use crate::content::{AgentDef, WorldMap};
+    use crate::world::testkit;
 
     fn def(id: &str) -> AgentDef {
-        AgentDef {
-            file: AgentFile {
-                schema: None,
-                version: 1,
-                id: id.into(),
-                name: id.into(),
-                age: 30,
-                occupation: String::new(),
-                constitution: String::new(),
-                background: String::new(),
-                traits: Traits::default(),
-                likes: vec![],
-                dislikes: vec![],
-                goals: Goals {
-                    primary: "See everything".into(),
-                    secondary: vec![],
-                },
-                home: "home".into(),
-                start_location: "home".into(),
-                schedule: vec![],
-                relationships: vec![],
-                memories: vec![],
-                llm: None,
-            },
-            home: 0,
-            start: 0,
-            schedule: ["bake", "sweep"]
-                .iter()
-                .map(|a| ScheduleBlock {
-                    days: 0x7f,
-                    start: 6 * 60,
-                    end: 14 * 60,
-                    activity: (*a).into(),
-                    location: 2,
-                    object: None,
-                    priority: 5,
-                    flexible: false,
-                })
-                .collect(),
-        }
+        testkit::def(id, "See everything", testkit::working(&["bake", "sweep"]))
     }
 
     /// A world at 07:00 with an agent at each position, all free and baking
@@ -402,32 +362,12 @@ mod tests {
             .enumerate()
             .map(|(i, &(x, y))| {
                 world
-                    .spawn((
-                        AgentIdx(i as u32),
-                        Position { x, y },
-                        Facing::default(),
-                        Activity {
-                            block: Some(0),
-                            override_reason: None,
-                            location: 2,
-                            since: now,
-                            until: now + 7 * 60,
-                            sleep: false,
-                        },
-                        Plan {
-                            id: 0,
-                            goal: "arrive".into(),
-                            steps: Vec::new(),
-                            current: 0,
-                            status: PlanStatus::Done,
-                            priority: 1,
-                            deadline: now,
-                        },
-                        Movement::default(),
+                    .spawn(testkit::agent(
+                        i as u32,
+                        x,
+                        y,
+                        testkit::at_work(now),
                         Needs::default(),
-                        Perception::default(),
-                        Talk::default(),
-                        Relationships::default(),
                     ))
                     .id()
             })

@@ -116,10 +116,9 @@ mod tests {
     use super::*;
     use crate::content::WorldMap;
     use crate::world::MapRes;
-    use crate::world::components::{
-        Activity, Facing, Movement, Perception, Plan, PlanStatus, Relationship, Talk,
-    };
+    use crate::world::components::{Activity, Relationship, Talk};
     use crate::world::perception::index_positions;
+    use crate::world::testkit;
 
     /// A world at 07:00 with an agent at each position, all baking (block 0)
     /// at location 2, free, with a neutral mood.
@@ -140,37 +139,17 @@ mod tests {
             .enumerate()
             .map(|(i, &(x, y))| {
                 world
-                    .spawn((
-                        AgentIdx(i as u32),
-                        Position { x, y },
-                        Facing::default(),
-                        Activity {
-                            block: Some(0),
-                            override_reason: None,
-                            location: 2,
-                            since: now,
-                            until: now + 7 * 60,
-                            sleep: false,
-                        },
-                        Plan {
-                            id: 0,
-                            goal: "arrive".into(),
-                            steps: Vec::new(),
-                            current: 0,
-                            status: PlanStatus::Done,
-                            priority: 1,
-                            deadline: now,
-                        },
-                        Movement::default(),
+                    .spawn(testkit::agent(
+                        i as u32,
+                        x,
+                        y,
+                        testkit::at_work(now),
                         Needs {
                             mood: 0.0,
                             arousal: 0.2,
                             cognitive_load: 0.0,
                             ..Needs::default()
                         },
-                        Perception::default(),
-                        Talk::default(),
-                        Relationships::default(),
                     ))
                     .id()
             })
