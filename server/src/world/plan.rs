@@ -109,10 +109,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::content::agent::{AgentFile, Goals, Traits};
     use crate::content::{AgentDef, LocationId, ScheduleBlock, Tile, WorldMap};
     use crate::world::components::{Facing, Override, Perception, Relationships};
     use crate::world::mind::RuleMind;
+    use crate::world::testkit;
 
     const HOME: LocationId = 0;
     const BAKERY: LocationId = 2;
@@ -131,34 +131,10 @@ mod tests {
     }
 
     fn def(id: &str, schedule: Vec<ScheduleBlock>) -> AgentDef {
-        AgentDef {
-            file: AgentFile {
-                schema: None,
-                version: 1,
-                id: id.into(),
-                name: id.into(),
-                age: 30,
-                occupation: String::new(),
-                constitution: String::new(),
-                background: String::new(),
-                traits: Traits::default(),
-                likes: vec![],
-                dislikes: vec![],
-                goals: Goals {
-                    primary: "Keep the oven warm".into(),
-                    secondary: vec![],
-                },
-                home: "home".into(),
-                start_location: "home".into(),
-                schedule: vec![],
-                relationships: vec![],
-                memories: vec![],
-                llm: None,
-            },
-            home: HOME,
-            start: HOME,
-            schedule,
-        }
+        let mut d = testkit::def(id, "Keep the oven warm", schedule);
+        d.home = HOME;
+        d.start = HOME;
+        d
     }
 
     /// A map of six locations and a world at 07:00 whose agents all have

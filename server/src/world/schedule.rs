@@ -181,11 +181,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::content::agent::{AgentFile, Goals, Traits};
     use crate::content::{LocationId, ScheduleBlock};
     use crate::world::components::{
         Facing, Movement, Perception, Plan, PlanStatus, Position, Relationships, Talk,
     };
+    use crate::world::testkit;
 
     const DAILY: u8 = 0x7f;
     const MONDAY: u8 = 1;
@@ -211,34 +211,10 @@ mod tests {
     }
 
     fn def(id: &str, schedule: Vec<ScheduleBlock>) -> AgentDef {
-        AgentDef {
-            file: AgentFile {
-                schema: None,
-                version: 1,
-                id: id.into(),
-                name: id.into(),
-                age: 30,
-                occupation: String::new(),
-                constitution: String::new(),
-                background: String::new(),
-                traits: Traits::default(),
-                likes: vec![],
-                dislikes: vec![],
-                goals: Goals {
-                    primary: "Keep the oven warm".into(),
-                    secondary: vec![],
-                },
-                home: "home".into(),
-                start_location: "home".into(),
-                schedule: vec![],
-                relationships: vec![],
-                memories: vec![],
-                llm: None,
-            },
-            home: HOME,
-            start: HOME,
-            schedule,
-        }
+        let mut d = testkit::def(id, "Keep the oven warm", schedule);
+        d.home = HOME;
+        d.start = HOME;
+        d
     }
 
     /// A world at `minute` of day 0 (Monday) holding one agent per
