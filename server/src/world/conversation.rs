@@ -322,7 +322,7 @@ mod tests {
     use crate::world::components::{Plan, Relationship};
     use crate::world::mind::{Mind, PlanRequest, RuleMind};
     use crate::world::perception::index_positions;
-    use crate::world::testkit;
+    use crate::world::testkit::{self, events, tick};
 
     /// The rule-based mind with a fixed chance to talk and a fixed length.
     #[derive(Debug)]
@@ -437,21 +437,9 @@ mod tests {
         schedule
     }
 
-    fn tick(world: &mut World, schedule: &mut Schedule) {
-        let mut clock = world.resource_mut::<GameClock>();
-        clock.tick += 1;
-        clock.seconds += clock.seconds_per_tick;
-        schedule.run(world);
-    }
-
     fn candidates(world: &mut World, pairs: &[(u32, u32)]) {
         world.resource_mut::<TalkCandidates>().0 =
             pairs.iter().map(|&(a, b)| (a, b, 2.0)).collect();
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     fn talk(world: &World, e: Entity) -> Talk {

@@ -88,6 +88,7 @@ mod tests {
     use crate::world::components::{
         Activity, Needs, Override, Perception, Plan, PlanStatus, Relationships,
     };
+    use crate::world::testkit::{events, tick};
 
     /// The street between the first two rows of buildings: open from x = 0 to 39.
     const STREET: u16 = 7;
@@ -159,18 +160,6 @@ mod tests {
         let mut schedule = Schedule::default();
         schedule.add_systems(walk);
         schedule
-    }
-
-    fn tick(world: &mut World, schedule: &mut Schedule) {
-        let mut clock = world.resource_mut::<GameClock>();
-        clock.tick += 1;
-        clock.seconds += clock.seconds_per_tick;
-        schedule.run(world);
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     fn position(world: &World, e: Entity) -> Position {

@@ -79,6 +79,7 @@ mod tests {
     use crate::world::components::{
         Facing, Movement, Override, Perception, PlanStatus, Position, Relationships,
     };
+    use crate::world::testkit::{events, tick};
 
     fn setup(tick_rate: u32, game_minutes_per_second: u32) -> World {
         let config = SimConfig {
@@ -140,13 +141,6 @@ mod tests {
         schedule
     }
 
-    fn tick(world: &mut World, schedule: &mut Schedule) {
-        let mut clock = world.resource_mut::<GameClock>();
-        clock.tick += 1;
-        clock.seconds += clock.seconds_per_tick;
-        schedule.run(world);
-    }
-
     /// Runs one game minute of ticks.
     fn minute(world: &mut World, schedule: &mut Schedule) {
         let per_minute = 60 / world.resource::<GameClock>().seconds_per_tick;
@@ -157,11 +151,6 @@ mod tests {
 
     fn needs(world: &World, e: Entity) -> Needs {
         *world.get::<Needs>(e).expect("needs")
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     fn half() -> Needs {

@@ -335,7 +335,7 @@ mod tests {
 
     use super::*;
     use crate::content::{AgentDef, WorldMap};
-    use crate::world::testkit;
+    use crate::world::testkit::{self, events};
 
     fn def(id: &str) -> AgentDef {
         testkit::def(id, "See everything", testkit::working(&["bake", "sweep"]))
@@ -383,11 +383,6 @@ mod tests {
             perceive_every: 1,
             ..SimConfig::default()
         }
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     /// (perceiver, other) of each `Perceived` event, in order.

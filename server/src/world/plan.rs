@@ -112,7 +112,7 @@ mod tests {
     use crate::content::{AgentDef, LocationId, ScheduleBlock, Tile, WorldMap};
     use crate::world::components::{Facing, Override, Perception, Relationships};
     use crate::world::mind::RuleMind;
-    use crate::world::testkit;
+    use crate::world::testkit::{self, events, tick};
 
     const HOME: LocationId = 0;
     const BAKERY: LocationId = 2;
@@ -225,19 +225,6 @@ mod tests {
         let mut schedule = Schedule::default();
         schedule.add_systems(follow_plans);
         schedule
-    }
-
-    /// Advances the clock one tick and runs `schedule`.
-    fn tick(world: &mut World, schedule: &mut Schedule) {
-        let mut clock = world.resource_mut::<GameClock>();
-        clock.tick += 1;
-        clock.seconds += clock.seconds_per_tick;
-        schedule.run(world);
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     fn plan(world: &World, e: Entity) -> Plan {

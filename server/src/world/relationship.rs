@@ -118,7 +118,7 @@ mod tests {
     use crate::world::MapRes;
     use crate::world::components::{Activity, Relationship, Talk};
     use crate::world::perception::index_positions;
-    use crate::world::testkit;
+    use crate::world::testkit::{self, events};
 
     /// A world at 07:00 with an agent at each position, all baking (block 0)
     /// at location 2, free, with a neutral mood.
@@ -199,11 +199,6 @@ mod tests {
 
     fn needs(world: &World, e: Entity) -> Needs {
         *world.get::<Needs>(e).expect("needs")
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     #[test]

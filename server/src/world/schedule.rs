@@ -185,7 +185,7 @@ mod tests {
     use crate::world::components::{
         Facing, Movement, Perception, Plan, PlanStatus, Position, Relationships, Talk,
     };
-    use crate::world::testkit;
+    use crate::world::testkit::{self, events};
 
     const DAILY: u8 = 0x7f;
     const MONDAY: u8 = 1;
@@ -290,11 +290,6 @@ mod tests {
 
     fn set_time(world: &mut World, day: u64, minute: u16) {
         world.resource_mut::<GameClock>().seconds = (day * 1440 + u64::from(minute)) * 60;
-    }
-
-    fn events(world: &mut World) -> Vec<WorldEvent> {
-        let drained = world.resource_mut::<Outbox>().drain();
-        drained.into_iter().map(|(_, e)| e).collect()
     }
 
     fn activity(world: &World, e: Entity) -> Activity {

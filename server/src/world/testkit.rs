@@ -1,12 +1,14 @@
 //! Fixtures shared by the systems' unit tests: a minimal agent definition and
 //! an agent's full set of components. Compiled for tests only.
 
-use bevy_ecs::prelude::Bundle;
+use bevy_ecs::prelude::{Bundle, Schedule, World};
 
+use super::clock::GameClock;
 use super::components::{
     Activity, AgentIdx, Facing, Movement, Needs, Perception, Plan, PlanStatus, Position,
     Relationships, Talk,
 };
+use super::events::{Outbox, WorldEvent};
 use crate::content::agent::{AgentFile, Goals, Traits};
 use crate::content::{AgentDef, LocationId, ScheduleBlock};
 
@@ -97,4 +99,22 @@ pub fn agent(idx: u32, x: f32, y: f32, activity: Activity, needs: Needs) -> impl
         Talk::default(),
         Relationships::default(),
     )
+}
+
+/// Advances the clock one tick and runs `schedule`.
+pub fn tick(world: &mut World, schedule: &mut Schedule) {
+    let mut clock = world.resource_mut::<GameClock>();
+    clock.tick += 1;
+    clock.seconds += clock.seconds_per_tick;
+    schedule.run(world);
+}
+
+/// The events emitted since the last call.
+pub fn events(world: &mut World) -> Vec<WorldEvent> {
+    world
+        .resource_mut::<Outbox>()
+        .drain()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
 }
