@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod content;
+pub mod mind;
 pub mod serve;
 pub mod shutdown;
 pub mod simulate;
