@@ -73,6 +73,45 @@ pub fn due_block(
     best.map(|(i, left, _)| (i, left))
 }
 
+/// How long an override lasts before it is renewed, in game minutes.
+fn override_minutes(reason: Override) -> u64 {
+    match reason {
+        Override::Exhausted => 60,
+        Override::FreeTime => 30,
+    }
+}
+
+/// The first game minute after `now` at which [`due_block`] may answer
+/// differently: the nearest start or end of an entry (shifted as on `day`),
+/// the shifted midnight of a flexible entry (its weekday changes), or real
+/// midnight (the day's shifts change).
+pub fn next_boundary(
+    def: &AgentDef,
+    rng: &WorldRng,
+    agent: u32,
+    day: u64,
+    minute: u16,
+    now: u64,
+) -> u64 {
+    let day_len = i32::from(DAY_MINUTES);
+    let t = i32::from(minute);
+    let mut soonest = day_len - t;
+    for (i, b) in def.schedule.iter().enumerate() {
+        let shift = if b.flexible {
+            flexible_shift(rng, agent, day, i)
+        } else {
+            0
+        };
+        for edge in [i32::from(b.start) + shift, i32::from(b.end) + shift, shift] {
+            let ahead = (edge - t).rem_euclid(day_len);
+            if ahead > 0 && ahead < soonest {
+                soonest = ahead;
+            }
+        }
+    }
+    now + soonest as u64
+}
+
 pub fn update_activities(
     clock: Res<GameClock>,
     rng: Res<WorldRng>,
@@ -81,6 +120,7 @@ pub fn update_activities(
     mut stats: ResMut<Stats>,
     mut outbox: ResMut<Outbox>,
     mut agents: Query<(&AgentIdx, &mut Activity, &Needs)>,
+    mut next_check: Local<Vec<u64>>,
 ) {
     let ticks_per_minute = (60 / clock.seconds_per_tick).max(1);
     let slot = clock.tick % ticks_per_minute;
@@ -92,14 +132,36 @@ pub fn update_activities(
             continue;
         }
         let def = &defs.agents[idx.0 as usize];
-        let exhausted = needs.energy < EXHAUSTED
-            || (activity.override_reason == Some(Override::Exhausted) && needs.energy < RECOVERED);
-        let due = due_block(def, &rng, idx.0, day, weekday, minute);
-        let sleeping_block = due.is_some_and(|(i, _)| is_sleep(&def.schedule[i].activity));
-        let (block, reason, location, until) = match due {
-            _ if exhausted && !sleeping_block => {
-                (None, Some(Override::Exhausted), def.home, now + 60)
+        let resting = activity.override_reason == Some(Override::Exhausted);
+        let exhausted = needs.energy < EXHAUSTED || (resting && needs.energy < RECOVERED);
+        // The schedule's answer cannot change before the next entry boundary
+        // (`next_boundary`), so between boundaries only needs can change the
+        // activity: skip the schedule unless exhaustion starts or ends, or
+        // something else touched the activity. A cache: same outcome, checked
+        // by the state hash of the simulate runs in BENCHMARKS.md.
+        let slot = idx.0 as usize;
+        if next_check.len() <= slot {
+            next_check.resize(slot + 1, 0);
+        }
+        if now < next_check[slot] && exhausted == resting && !activity.is_changed() {
+            if let Some(reason) = activity.override_reason
+                && activity.until <= now
+            {
+                activity.bypass_change_detection().until = now + override_minutes(reason);
             }
+            continue;
+        }
+        next_check[slot] = next_boundary(def, &rng, idx.0, day, minute, now);
+        let due = due_block(def, &rng, idx.0, day, weekday, minute);
+        let sleeping_block =
+            exhausted && due.is_some_and(|(i, _)| is_sleep(&def.schedule[i].activity));
+        let (block, reason, location, until) = match due {
+            _ if exhausted && !sleeping_block => (
+                None,
+                Some(Override::Exhausted),
+                def.home,
+                now + override_minutes(Override::Exhausted),
+            ),
             Some((i, left)) => (
                 Some(i as u16),
                 None,
@@ -108,7 +170,12 @@ pub fn update_activities(
             ),
             None => {
                 // free time: stay where the last activity was
-                (None, Some(Override::FreeTime), activity.location, now + 30)
+                (
+                    None,
+                    Some(Override::FreeTime),
+                    activity.location,
+                    now + override_minutes(Override::FreeTime),
+                )
             }
         };
         if activity.block == block
@@ -307,6 +374,34 @@ mod tests {
         world.get_mut::<Needs>(agents[0]).expect("needs").energy = energy;
         activities().run(&mut world);
         activity(&world, agents[0])
+    }
+
+    #[test]
+    fn the_next_boundary_is_the_nearest_entry_edge_or_midnight() {
+        let rng = WorldRng::new(7);
+        let d = def(
+            "ada",
+            vec![
+                block("bake", BAKERY, h(6), h(14)),
+                block("sell", MARKET, h(10), h(12)),
+            ],
+        );
+        let at = |minute: u16| next_boundary(&d, &rng, 0, 0, minute, u64::from(minute)) as u16;
+        assert_eq!(at(h(5)), h(6));
+        assert_eq!(at(h(6)), h(10), "an edge at the minute itself is behind");
+        assert_eq!(at(h(11)), h(12));
+        assert_eq!(at(h(13)), h(14));
+        assert_eq!(at(h(20)), h(24), "after the last edge: midnight");
+        // a flexible entry moves its edges by the day's shift
+        let mut flexible = block("walk", MARKET, h(16), h(17));
+        flexible.flexible = true;
+        let f = def("bo", vec![flexible]);
+        let shift = flexible_shift(&rng, 0, 0, 0);
+        let start = (i32::from(h(16)) + shift) as u16;
+        assert_eq!(
+            next_boundary(&f, &rng, 0, 0, h(15), 0),
+            u64::from(start - h(15))
+        );
     }
 
     #[test]
