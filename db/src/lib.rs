@@ -9,12 +9,20 @@
 //! - [`migrate`]: the embedded, checksummed migrations and their runner.
 //! - [`check`]: `hearth db check`, one message and exit code per failure mode.
 //! - [`worlds`]: the tenancy rows and the per-dimension vector indexes.
+//! - [`memories`]: agents' memories: COPY ingestion, embeddings, exact
+//!   scored retrieval per agent, nearest reflections through HNSW.
+//! - [`game_time`]: game seconds ↔ the `timestamp` columns of game time.
+//! - [`lore`]: world lore documents and chunks, synced by content hash;
+//!   hybrid (full text + vector, reciprocal rank fusion) search.
 //! - [`error`]: the crate's error type, which names violated constraints.
 
 pub mod check;
 pub mod cluster;
 pub mod connect;
 pub mod error;
+pub mod game_time;
+pub mod lore;
+pub mod memories;
 pub mod migrate;
 pub mod worlds;
 
@@ -22,4 +30,5 @@ pub use check::{CheckError, CheckReport};
 pub use cluster::{ClusterError, EmbeddedCluster};
 pub use connect::{DatabaseTarget, Pool};
 pub use error::DbError;
+pub use memories::{MemoryRow, ScoredRow, Scoring};
 pub use migrate::{MigrationError, Migrations};

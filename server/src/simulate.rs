@@ -1,14 +1,19 @@
 //! `hearth simulate`: runs the world headless — no database, no network — as
 //! fast as it goes for N ticks, and reports what happened and how long the
-//! ticks took. Touches only the `Sim` it builds.
+//! ticks took. The memory stream runs beside it on its own thread, fed each
+//! tick's events, as it does in `hearth serve`. Touches only the `Sim` and
+//! the stream it builds.
 
 use std::fmt;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::content::Content;
-use crate::world::{Sim, SimConfig, Stats};
+use crate::mind::stream::{MemoryStream, StreamConfig, StreamStats};
+use crate::world::mind::RuleMind;
+use crate::world::{Sim, SimConfig, Stats, WorldEvent};
 
 /// Tick durations, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -51,6 +56,8 @@ pub struct Report {
     pub events: u64,
     #[serde(flatten)]
     pub stats: Stats,
+    /// What the agents remembered.
+    pub memories: StreamStats,
     pub state_hash: String,
 }
 
@@ -69,19 +76,39 @@ pub fn run_with(
     let locations = content.map.locations.len();
     let map = format!("{}×{}", content.map.width, content.map.height);
     let seed = config.seed;
+    let mut stream = MemoryStream::new(StreamConfig::default(), &content.agents, &content.map);
     let mut sim = Sim::new(content, config);
     let mut durations = Vec::with_capacity(ticks as usize);
     let mut events = 0u64;
     let started = Instant::now();
-    for _ in 0..ticks {
-        let t = Instant::now();
-        sim.step();
-        let us = t.elapsed().as_micros() as u64;
-        durations.push(us);
-        let n = sim.drain_events().len();
-        events += n as u64;
-        each_tick(sim.clock().tick, us, n);
-    }
+    // the stream keeps up on the other core; a bounded queue so it cannot
+    // fall arbitrarily behind
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<(u64, WorldEvent)>)>(64);
+    let memories = std::thread::scope(|scope| {
+        let defs = sim.defs().clone();
+        let start = sim.clock().seconds;
+        let remembering = scope.spawn(move || {
+            stream.seed(&defs, &RuleMind, start);
+            for (now, batch) in rx {
+                stream.ingest(now, &batch, &RuleMind);
+            }
+            stream.stats()
+        });
+        for _ in 0..ticks {
+            let t = Instant::now();
+            sim.step();
+            let us = t.elapsed().as_micros() as u64;
+            durations.push(us);
+            let batch = sim.drain_events();
+            let n = batch.len();
+            events += n as u64;
+            // the stream only stops early if its thread panicked; the join says so
+            let _ = tx.send((sim.clock().seconds, batch));
+            each_tick(sim.clock().tick, us, n);
+        }
+        drop(tx);
+        remembering.join().unwrap_or_default()
+    });
     let wall_ms = started.elapsed().as_millis() as u64;
     Report {
         agents: sim.agent_count(),
@@ -95,6 +122,7 @@ pub fn run_with(
         wall_ms,
         events,
         stats: sim.stats().clone(),
+        memories,
         state_hash: sim.state_hash(),
     }
 }
@@ -138,6 +166,18 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "activity changes     {}", s.activity_changes)?;
         writeln!(f, "events               {}", self.events)?;
+        let m = &self.memories;
+        writeln!(
+            f,
+            "memories             {} observations, {} conversations, {} plans, {} seeds \
+             ({} repeats and {} idle states skipped)",
+            m.observations, m.conversations, m.plans, m.seeds, m.repeats, m.idle
+        )?;
+        writeln!(
+            f,
+            "reflections          {} insights, {} end-of-day looks back",
+            m.reflections, m.metacognitions
+        )?;
         write!(f, "state hash           {}", self.state_hash)
     }
 }

@@ -7,6 +7,8 @@
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
+use crate::mind::memory::MemoryKind;
+
 use super::components::{Needs, Plan, PlanStatus, Relationship, Step};
 use crate::content::map::WorldMap;
 use crate::content::{AgentDef, LocationId, Tile};
@@ -48,7 +50,49 @@ pub struct LineContext<'a> {
     pub location_name: Option<&'a str>,
 }
 
+/// What the importance of a new memory is rated from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImportanceInput {
+    pub kind: MemoryKind,
+    /// The agent's (affection −100..=100, trust 0..=100) toward whom the
+    /// memory is about, if anyone.
+    pub bond: Option<(f32, f32)>,
+    /// 1 for something new today, falling toward 0 with each repeat.
+    pub novelty: f32,
+    /// How strongly it was felt, 0..=1.
+    pub intensity: f32,
+}
+
+/// The rule-based importance scale (1–10): a base by kind (a reflection or a
+/// look back weighs more than a glimpse), plus up to 3 for how close the
+/// agent is to whom it is about, 2 for novelty and 3 for feeling.
+pub fn rule_importance(input: &ImportanceInput) -> u8 {
+    let base = match input.kind {
+        MemoryKind::Observation => 1.5,
+        MemoryKind::Plan => 2.0,
+        MemoryKind::Conversation => 3.0,
+        MemoryKind::Metacognition => 4.0,
+        MemoryKind::Reflection => 5.0,
+    };
+    let bond = input.bond.map_or(0.0, |(affection, trust)| {
+        (affection.abs() / 100.0 * 0.6 + trust.clamp(0.0, 100.0) / 100.0 * 0.4) * 3.0
+    });
+    let score =
+        base + bond + input.novelty.clamp(0.0, 1.0) * 2.0 + input.intensity.clamp(0.0, 1.0) * 3.0;
+    if score.is_finite() {
+        score.round().clamp(1.0, 10.0) as u8
+    } else {
+        1
+    }
+}
+
 pub trait Mind: Send + Sync + 'static {
+    /// How important a new memory is, 1 (mundane) ..= 10 (life-changing).
+    /// The rule-based scale unless a mind knows better.
+    fn importance(&self, input: &ImportanceInput) -> u8 {
+        rule_importance(input)
+    }
+
     /// The plan that carries out an activity.
     fn plan(
         &self,

@@ -112,6 +112,10 @@ pub fn next_boundary(
     now + soonest as u64
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
 pub fn update_activities(
     clock: Res<GameClock>,
     rng: Res<WorldRng>,

@@ -1,0 +1,539 @@
+//! The HTTP embedder: OpenAI's `POST /v1/embeddings`, spoken by Ollama, vLLM,
+//! llama.cpp's server, TEI and OpenAI itself. Touches only the network:
+//! batched requests with a timeout, retried with exponential backoff and
+//! jitter on connection errors, timeouts, 429 and 5xx.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Client, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+use super::{EmbedConfig, EmbedError, EmbedFuture, Embedder, l2_normalize};
+
+/// First backoff delay; doubled on every retry, then jittered.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// No single wait longer than this, even when the server asks for more.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// How much of an error body is kept in [`EmbedError::Status`].
+const MAX_ERROR_CHARS: usize = 500;
+
+/// An OpenAI-compatible embedding server.
+#[derive(Debug)]
+pub struct HttpEmbedder {
+    client: Client,
+    /// The full endpoint, `…/v1/embeddings`.
+    url: Url,
+    model: String,
+    /// Sent as `dimensions` and checked on every answer.
+    requested_dim: Option<usize>,
+    /// The dimension every vector must have: the requested one, else learned
+    /// from the first answer (0 until then).
+    dim: AtomicUsize,
+    api_key: Option<String>,
+    timeout: Duration,
+    batch_size: usize,
+    max_retries: u32,
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    model: &'a str,
+    input: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    data: Vec<Datum>,
+}
+
+#[derive(Deserialize)]
+struct Datum {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+/// What one attempt ended with, and whether to try again.
+enum Attempt {
+    Done(Vec<Vec<f32>>),
+    Retry(EmbedError, Option<Duration>),
+    Fail(EmbedError),
+}
+
+impl HttpEmbedder {
+    /// Builds the client from `cfg` (`base_url` and `model` required). Reads
+    /// the API key from the environment variable named by `api_key_env` now,
+    /// so a missing key is reported at start, not at the first memory.
+    pub fn from_config(cfg: &EmbedConfig) -> Result<Self, EmbedError> {
+        let base = cfg
+            .base_url
+            .as_deref()
+            .ok_or_else(|| EmbedError::Config("the HTTP embedder needs `base_url`".into()))?;
+        let model = cfg
+            .model
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| {
+                EmbedError::Config(format!(
+                    "`base_url` is {base}: set `model` to the embedding model's name too"
+                ))
+            })?;
+        let api_key = match &cfg.api_key_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                EmbedError::Config(format!(
+                    "`api_key_env` names {var}, which is not set (or not UTF-8)"
+                ))
+            })?),
+        };
+        if cfg.batch_size == 0 {
+            return Err(EmbedError::Config("batch_size must be at least 1".into()));
+        }
+        let client = Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| EmbedError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url: endpoint(base)?,
+            model,
+            requested_dim: cfg.dimensions,
+            dim: AtomicUsize::new(cfg.dimensions.unwrap_or(0)),
+            api_key,
+            timeout: cfg.timeout,
+            batch_size: cfg.batch_size,
+            max_retries: cfg.max_retries,
+        })
+    }
+
+    /// The endpoint requests go to.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    async fn embed_all(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.batch_size) {
+            out.extend(self.embed_batch(chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut retry = 0u32;
+        loop {
+            match self.attempt(texts).await {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(e, _) if retry >= self.max_retries => return Err(e),
+                Attempt::Retry(e, asked) => {
+                    let wait = backoff(retry, asked);
+                    tracing::warn!(error = %e, retry = retry + 1, of = self.max_retries, ?wait, "embedding request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, texts: &[String]) -> Attempt {
+        let body = Request {
+            model: &self.model,
+            input: texts,
+            dimensions: self.requested_dim,
+        };
+        let mut req = self.client.post(self.url.clone()).json(&body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return self.transport_error(e),
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let asked = retry_after(&resp);
+            let text = resp.text().await.unwrap_or_default();
+            let err = EmbedError::Status {
+                url: self.url.to_string(),
+                status: status.as_u16(),
+                message: error_message(&text),
+            };
+            return if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                Attempt::Retry(err, asked)
+            } else {
+                Attempt::Fail(err)
+            };
+        }
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return self.transport_error(e),
+        };
+        match serde_json::from_slice::<Response>(&bytes) {
+            Ok(r) => match self.check(r, texts.len()) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Fail(e),
+            },
+            Err(e) => Attempt::Fail(EmbedError::BadResponse(format!(
+                "expected {{\"data\":[{{\"index\":…,\"embedding\":[…]}}]}}: {e}"
+            ))),
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> Attempt {
+        let url = self.url.to_string();
+        if e.is_timeout() {
+            Attempt::Retry(
+                EmbedError::Timeout {
+                    url,
+                    after: self.timeout,
+                },
+                None,
+            )
+        } else if e.is_connect() || e.is_request() || e.is_body() {
+            Attempt::Retry(
+                EmbedError::Connect {
+                    url,
+                    reason: error_chain(&e),
+                },
+                None,
+            )
+        } else {
+            Attempt::Fail(EmbedError::Connect {
+                url,
+                reason: error_chain(&e),
+            })
+        }
+    }
+
+    /// Orders by `index`, checks one vector per text, one dimension, finite
+    /// values, and normalises.
+    fn check(&self, mut r: Response, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if r.data.len() != n {
+            return Err(EmbedError::BadResponse(format!(
+                "{} texts sent, {} embeddings returned",
+                n,
+                r.data.len()
+            )));
+        }
+        r.data.sort_by_key(|d| d.index);
+        if r.data.iter().enumerate().any(|(i, d)| d.index != i) {
+            return Err(EmbedError::BadResponse(format!(
+                "indices are not 0..{n}, each once"
+            )));
+        }
+        let mut out = Vec::with_capacity(n);
+        for d in r.data {
+            let found = d.embedding.len();
+            let expected =
+                match self
+                    .dim
+                    .compare_exchange(0, found, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => found, // the first answer fixes the dimension
+                    Err(known) => known,
+                };
+            if found != expected || found == 0 {
+                return Err(EmbedError::DimensionMismatch { expected, found });
+            }
+            let mut v = d.embedding;
+            if !l2_normalize(&mut v) {
+                return Err(EmbedError::BadResponse(format!(
+                    "embedding {} is all zeros or not finite",
+                    out.len()
+                )));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for HttpEmbedder {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn dim(&self) -> usize {
+        self.dim.load(Ordering::Acquire)
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> EmbedFuture<'a> {
+        Box::pin(self.embed_all(texts))
+    }
+}
+
+/// `…/v1/embeddings` from a base URL given with or without `/v1` and
+/// trailing slashes.
+fn endpoint(base: &str) -> Result<Url, EmbedError> {
+    let trimmed = base.trim().trim_end_matches('/');
+    let full = if trimmed.ends_with("/v1") {
+        format!("{trimmed}/embeddings")
+    } else {
+        format!("{trimmed}/v1/embeddings")
+    };
+    let url = Url::parse(&full)
+        .map_err(|e| EmbedError::Config(format!("`base_url` {base:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(EmbedError::Config(format!(
+            "`base_url` {base:?} must use http or https, not {other}"
+        ))),
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay fixed, half
+/// random, so retrying clients spread out; at least what the server asked
+/// for (Retry-After), never more than [`BACKOFF_CAP`].
+fn backoff(retry: u32, asked: Option<Duration>) -> Duration {
+    let exp = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(retry.min(16)))
+        .min(BACKOFF_CAP);
+    let jittered = exp.mul_f64(0.5 + 0.5 * rand::random_range(0.0..1.0));
+    jittered.max(asked.unwrap_or_default()).min(BACKOFF_CAP)
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// The server's own words: OpenAI's `{"error":{"message":…}}`, TEI's and
+/// Ollama's `{"error":"…"}`, else the body itself (cut short).
+fn error_message(body: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            e.get("message")
+                .and_then(|m| m.as_str())
+                .or_else(|| e.as_str())
+                .map(str::to_owned)
+        });
+    let text = from_json.unwrap_or_else(|| body.trim().to_owned());
+    if text.is_empty() {
+        return "(no message)".into();
+    }
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_accepts_base_with_or_without_v1() {
+        for base in [
+            "http://127.0.0.1:11434",
+            "http://127.0.0.1:11434/",
+            "http://127.0.0.1:11434/v1",
+            "http://127.0.0.1:11434/v1/",
+        ] {
+            assert_eq!(
+                endpoint(base).unwrap().as_str(),
+                "http://127.0.0.1:11434/v1/embeddings",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            endpoint("https://api.example.test/openai/v1")
+                .unwrap()
+                .as_str(),
+            "https://api.example.test/openai/v1/embeddings"
+        );
+        assert!(matches!(endpoint("not a url"), Err(EmbedError::Config(_))));
+        assert!(matches!(
+            endpoint("ftp://host/v1"),
+            Err(EmbedError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_stays_jittered_and_capped() {
+        for retry in 0..6 {
+            let exp = BACKOFF_BASE * 2u32.pow(retry);
+            let d = backoff(retry, None);
+            assert!(
+                d >= exp.min(BACKOFF_CAP) / 2 && d <= exp.min(BACKOFF_CAP),
+                "retry {retry}: {d:?}"
+            );
+        }
+        let late = backoff(30, None);
+        assert!(late <= BACKOFF_CAP && late >= BACKOFF_CAP / 2, "{late:?}");
+        assert!(backoff(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(backoff(0, Some(Duration::from_secs(3600))), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn error_messages_are_taken_from_known_shapes() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad input","type":"invalid_request_error"}}"#),
+            "bad input"
+        );
+        assert_eq!(
+            error_message(r#"{"error":"model not found","error_type":"Validation"}"#),
+            "model not found"
+        );
+        assert_eq!(error_message("  plain text  "), "plain text");
+        assert_eq!(error_message(""), "(no message)");
+        let long = "x".repeat(2000);
+        assert_eq!(error_message(&long).chars().count(), MAX_ERROR_CHARS + 1);
+    }
+
+    fn embedder(dimensions: Option<usize>) -> HttpEmbedder {
+        HttpEmbedder::from_config(&EmbedConfig {
+            base_url: Some("http://127.0.0.1:9".into()),
+            model: Some("m".into()),
+            dimensions,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn responses_are_ordered_checked_and_normalised() {
+        let e = embedder(Some(2));
+        let r = Response {
+            data: vec![
+                Datum {
+                    index: 1,
+                    embedding: vec![0.0, 2.0],
+                },
+                Datum {
+                    index: 0,
+                    embedding: vec![3.0, 4.0],
+                },
+            ],
+        };
+        let v = e.check(r, 2).unwrap();
+        assert_eq!(v, vec![vec![0.6, 0.8], vec![0.0, 1.0]]);
+
+        let short = Response {
+            data: vec![Datum {
+                index: 0,
+                embedding: vec![1.0, 0.0, 0.0],
+            }],
+        };
+        assert!(matches!(
+            e.check(short, 1),
+            Err(EmbedError::DimensionMismatch {
+                expected: 2,
+                found: 3
+            })
+        ));
+        let missing = Response {
+            data: vec![Datum {
+                index: 0,
+                embedding: vec![1.0, 0.0],
+            }],
+        };
+        assert!(matches!(
+            e.check(missing, 2),
+            Err(EmbedError::BadResponse(_))
+        ));
+        let dup = Response {
+            data: vec![
+                Datum {
+                    index: 0,
+                    embedding: vec![1.0, 0.0],
+                },
+                Datum {
+                    index: 0,
+                    embedding: vec![1.0, 0.0],
+                },
+            ],
+        };
+        assert!(matches!(e.check(dup, 2), Err(EmbedError::BadResponse(_))));
+        let zero = Response {
+            data: vec![Datum {
+                index: 0,
+                embedding: vec![0.0, 0.0],
+            }],
+        };
+        assert!(matches!(e.check(zero, 1), Err(EmbedError::BadResponse(_))));
+    }
+
+    #[test]
+    fn dimension_is_learned_from_the_first_answer_then_enforced() {
+        let e = embedder(None);
+        assert_eq!(e.dim(), 0);
+        let r = Response {
+            data: vec![Datum {
+                index: 0,
+                embedding: vec![1.0, 0.0, 0.0],
+            }],
+        };
+        e.check(r, 1).unwrap();
+        assert_eq!(e.dim(), 3);
+        let r = Response {
+            data: vec![Datum {
+                index: 0,
+                embedding: vec![1.0, 0.0],
+            }],
+        };
+        assert!(matches!(
+            e.check(r, 1),
+            Err(EmbedError::DimensionMismatch {
+                expected: 3,
+                found: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_api_key_variable_is_a_config_error() {
+        let err = HttpEmbedder::from_config(&EmbedConfig {
+            base_url: Some("http://127.0.0.1:9".into()),
+            model: Some("m".into()),
+            api_key_env: Some("HEARTH_TEST_SURELY_UNSET_KEY_VAR".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HEARTH_TEST_SURELY_UNSET_KEY_VAR"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_retried_then_reported() {
+        // port 9 (discard) on loopback: nothing listens there on test machines
+        let e = HttpEmbedder::from_config(&EmbedConfig {
+            base_url: Some("http://127.0.0.1:9".into()),
+            model: Some("m".into()),
+            max_retries: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = e.embed(&["x".to_string()]).await.unwrap_err();
+        assert!(
+            matches!(err, EmbedError::Connect { .. } | EmbedError::Timeout { .. }),
+            "{err}"
+        );
+    }
+}
