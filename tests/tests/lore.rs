@@ -424,3 +424,40 @@ async fn the_vector_list_uses_hnsw_and_keeps_a_small_world_visible() {
     assert_eq!(got, small_ids);
     assert_fused(&hits);
 }
+
+#[tokio::test]
+async fn the_demo_lore_loads_syncs_and_answers() {
+    let docs =
+        hearth::mind::lore::load_dir(&hearth_tests::workspace_root().join("assets/lore")).unwrap();
+    assert!(docs.len() >= 3, "{} demo lore files", docs.len());
+    let db = TestDb::migrated().await;
+    let mut client = db.client().await;
+    let w = world(&client, "valley").await;
+    for doc in &docs {
+        assert!(
+            doc.chunks.len() >= 3,
+            "{} has {} chunks",
+            doc.path,
+            doc.chunks.len()
+        );
+        let (row, chunks) = doc.rows();
+        let outcome = lore::sync_document(&mut client, w, &row, &chunks)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, SyncOutcome::Created { .. }));
+    }
+    let hits = lore::search_hybrid(
+        &mut client,
+        w,
+        "Does the drowned bell really ring?",
+        None,
+        384,
+        3,
+    )
+    .await
+    .unwrap();
+    assert!(
+        hits[0].text.starts_with("Old tales > The drowned bell"),
+        "{hits:?}"
+    );
+}
