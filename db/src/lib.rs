@@ -9,6 +9,7 @@
 //! - [`migrate`]: the embedded, checksummed migrations and their runner.
 //! - [`check`]: `hearth db check`, one message and exit code per failure mode.
 //! - [`worlds`]: the tenancy rows and the per-dimension vector indexes.
+//! - [`agents`]: a world's agents, registered from the designers' files.
 //! - [`memories`]: agents' memories: COPY ingestion, embeddings, exact
 //!   scored retrieval per agent, nearest reflections through HNSW.
 //! - [`game_time`]: game seconds ↔ the `timestamp` columns of game time.
@@ -16,6 +17,7 @@
 //!   hybrid (full text + vector, reciprocal rank fusion) search.
 //! - [`error`]: the crate's error type, which names violated constraints.
 
+pub mod agents;
 pub mod check;
 pub mod cluster;
 pub mod connect;

@@ -94,6 +94,50 @@ pub async fn get(client: &Client, slug: &str) -> Result<Option<World>, DbError> 
     }))
 }
 
+/// Switches world `world_id` to another embedding model: in one transaction
+/// every stored vector of the world (memories and lore) is cleared — vectors
+/// of two models never mix — and the world records the new model and
+/// dimension. Re-embedding then fills the vectors back in (`hearth memories
+/// reembed`); until then memories are retrieved by recency and importance.
+#[instrument(skip_all, fields(world_id, model, dim))]
+pub async fn switch_model(
+    client: &mut Client,
+    world_id: i64,
+    model: &str,
+    dim: i32,
+) -> Result<(), DbError> {
+    if !(1..=16000).contains(&dim) {
+        return Err(DbError::InvalidValue(format!(
+            "embedding dimension {dim} is out of range 1..=16000"
+        )));
+    }
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE agent_memories SET embedding = NULL, embedding_dim = NULL \
+         WHERE world_id = $1 AND embedding IS NOT NULL",
+        &[&world_id],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE lore_chunks SET embedding = NULL, embedding_dim = NULL \
+         WHERE world_id = $1 AND embedding IS NOT NULL",
+        &[&world_id],
+    )
+    .await?;
+    let changed = tx
+        .execute(
+            "UPDATE worlds SET embedding_model = $2, embedding_dim = $3, updated_at = now() \
+             WHERE id = $1",
+            &[&world_id, &model, &dim],
+        )
+        .await?;
+    if changed == 0 {
+        return Err(DbError::InvalidValue(format!("no world with id {world_id}")));
+    }
+    tx.commit().await?;
+    ensure_vector_indexes(client, dim).await
+}
+
 /// Creates the partial HNSW indexes for `dim` if missing (the migrations
 /// create those of the default 384). Cheap when the world is new: the index
 /// covers only rows of that dimension.

@@ -15,6 +15,8 @@ use hearth_db::{DbError, Migrations};
 use tokio_postgres::Client;
 
 use crate::content::{agent, validate};
+use crate::memories::{self, MemoriesError, QueryArgs};
+use crate::mind::embed::{self, EmbedConfig};
 use crate::serve::{self, ServeError, ServeOptions};
 use crate::simulate;
 use crate::telemetry::LogFormat;
@@ -66,6 +68,76 @@ pub enum Command {
     /// Database administration.
     #[command(subcommand)]
     Db(DbCommand),
+    /// A world's stored memories: ranked queries and re-embedding.
+    #[command(subcommand)]
+    Memories(MemoriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoriesCommand {
+    /// Rank an agent's stored memories for a text, as retrieval does.
+    Query {
+        #[arg(long, default_value = "valley")]
+        world: String,
+        /// The agent's id (slug).
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Show each score term (recency, importance, relevance, emotion).
+        #[arg(long)]
+        explain: bool,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+    /// Re-embed every memory and lore chunk of a world with the configured
+    /// embedder; a different model or dimension switches the world to it.
+    Reembed {
+        #[arg(long, default_value = "valley")]
+        world: String,
+        /// Memories per request.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+}
+
+/// Which embedder makes the vectors (docs/embeddings.md). Default: the
+/// all-MiniLM-L6-v2 model in process when provisioned, else word hashing.
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// Base URL of an OpenAI-compatible embeddings API, e.g.
+    /// http://127.0.0.1:11434/v1 (Ollama); unset: embed in process.
+    #[arg(long, env = "HEARTH_EMBED_URL", value_name = "URL")]
+    pub embed_url: Option<String>,
+    /// The model the API should use.
+    #[arg(long, env = "HEARTH_EMBED_MODEL", value_name = "NAME")]
+    pub embed_model: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[arg(long, value_name = "VAR")]
+    pub embed_api_key_env: Option<String>,
+    /// Ask the API for vectors of this many dimensions.
+    #[arg(long, value_name = "N")]
+    pub embed_dimensions: Option<usize>,
+    /// Directory of the in-process model (default <HOME>/models/all-MiniLM-L6-v2).
+    #[arg(long, value_name = "DIR")]
+    pub embed_model_dir: Option<PathBuf>,
+}
+
+impl EmbedArgs {
+    pub fn config(&self) -> EmbedConfig {
+        EmbedConfig {
+            base_url: self.embed_url.clone(),
+            model: self.embed_model.clone(),
+            api_key_env: self.embed_api_key_env.clone(),
+            dimensions: self.embed_dimensions,
+            model_dir: self.embed_model_dir.clone(),
+            ..EmbedConfig::default()
+        }
+    }
 }
 
 /// The most synthetic agents `simulate` accepts (about 6 KiB each).
@@ -141,6 +213,11 @@ pub struct ServeArgs {
     /// Maximum database connections.
     #[arg(long, default_value_t = 16)]
     pub db_pool_size: usize,
+    /// World lore (Markdown and text files).
+    #[arg(long, default_value = "assets/lore")]
+    pub lore: PathBuf,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +258,8 @@ pub enum CliError {
     Content(validate::Report),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Memories(#[from] MemoriesError),
 }
 
 impl From<DbError> for CliError {
@@ -198,7 +277,7 @@ impl CliError {
             CliError::Serve(ServeError::Check(e)) => e.exit_code(),
             CliError::Usage(_) => 2,
             CliError::Content(_) => 1,
-            CliError::Serve(_) | CliError::Io(_) => 1,
+            CliError::Serve(_) | CliError::Io(_) | CliError::Memories(_) => 1,
         }
     }
 }
@@ -228,6 +307,9 @@ pub async fn run(
                 world: args.world,
                 migrate: !args.no_migrate,
                 pool_size: args.db_pool_size,
+                embed: args.embed.config(),
+                home: cli.home.clone(),
+                lore: args.lore,
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };
@@ -312,6 +394,49 @@ pub async fn run(
         Command::Db(cmd) => {
             let (target, migrations) = database()?;
             db(cmd, &target, &migrations, out).await?;
+        }
+        Command::Memories(cmd) => {
+            let (target, _) = database()?;
+            let config = target.config().await?;
+            connect_checked(&target).await?;
+            let pool = connect::pool(config, 4)?;
+            match cmd {
+                MemoriesCommand::Query {
+                    world,
+                    agent,
+                    text,
+                    k,
+                    explain,
+                    embed,
+                } => {
+                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                        .map_err(MemoriesError::from)?;
+                    let args = QueryArgs {
+                        world,
+                        agent,
+                        text,
+                        k: k.clamp(1, 1000),
+                        explain,
+                    };
+                    memories::query(&pool, embedder.as_ref(), &args, out).await?;
+                }
+                MemoriesCommand::Reembed {
+                    world,
+                    batch,
+                    embed,
+                } => {
+                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                        .map_err(MemoriesError::from)?;
+                    let (memories, lore) =
+                        memories::reembed(&pool, embedder.as_ref(), &world, batch).await?;
+                    writeln!(
+                        out,
+                        "re-embedded {memories} memories and {lore} lore chunks of '{world}' with {}",
+                        embedder.model()
+                    )?;
+                }
+            }
+            pool.close();
         }
     }
     Ok(())

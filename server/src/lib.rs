@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod content;
+pub mod memories;
 pub mod mind;
 pub mod serve;
 pub mod shutdown;

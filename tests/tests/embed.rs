@@ -145,7 +145,7 @@ async fn minilm_matches_the_published_similarities() {
         let got = dot(&v[a], &v[b]);
         eprintln!("cos({a},{b}) = {got:.4} (published {want:.4})");
         assert!(
-            (got - want).abs() < 2e-3,
+            (got - want).abs() < 5e-4,
             "cos({a},{b}) = {got:.4}, published {want:.4}"
         );
     }

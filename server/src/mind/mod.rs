@@ -2,7 +2,8 @@
 //! stream that turns the world's events into memories, reflections and
 //! metacognition ([`stream`]), the embedders that turn text into vectors
 //! ([`embed`]), scored recall ([`retrieval`]), world lore ([`lore`]) and
-//! prompt assembly ([`prompt`]). Nothing here touches the ECS world: it is
+//! prompt assembly ([`prompt`]); the service that runs the stream beside a
+//! live world, embedding and storing what it makes ([`service`]). Nothing here touches the ECS world: it is
 //! fed the world's events, and the async parts (embedding, database) run off
 //! the world's thread.
 
@@ -11,4 +12,5 @@ pub mod lore;
 pub mod memory;
 pub mod prompt;
 pub mod retrieval;
+pub mod service;
 pub mod stream;

@@ -350,8 +350,8 @@ impl MemoryStream {
                 };
                 let place = location.and_then(|l| self.places.get(usize::from(l)).cloned());
                 let content = match &place {
-                    Some(p) => format!("{} was {} at {}", them.name, lower(activity), p),
-                    None => format!("{} was {} nearby", them.name, lower(activity)),
+                    Some(p) => format!("{} was at {}: {}", them.name, p, lower(activity)),
+                    None => format!("{} was nearby: {}", them.name, lower(activity)),
                 };
                 let related = them.slug.clone();
                 if self.repeat(*agent, MemoryKind::Observation, &content, now) {
@@ -1021,7 +1021,7 @@ mod tests {
             (first[0].agent, m.id, m.kind),
             (0, 1, MemoryKind::Observation)
         );
-        assert_eq!(m.content, format!("bo was bake bread at {place}"));
+        assert_eq!(m.content, format!("bo was at {place}: bake bread"));
         assert_eq!(m.related_agents, vec!["bo".to_owned()]);
         assert_eq!(m.location.as_deref(), Some(place.as_str()));
         // the same sight ten minutes later is a repeat; free time is idle

@@ -24,6 +24,8 @@ pub struct TickOutput {
     pub duration: Duration,
     /// When the tick finished (for delivery-latency measurements downstream).
     pub finished: Instant,
+    /// Game seconds since the world's epoch after the tick.
+    pub game_seconds: u64,
     pub events: Vec<(u64, WorldEvent)>,
 }
 
@@ -86,6 +88,7 @@ pub fn spawn(
                     tick: sim.clock().tick,
                     duration: finished - started,
                     finished,
+                    game_seconds: sim.clock().seconds,
                     events: sim.drain_events(),
                 });
                 next += period;

@@ -1,0 +1,578 @@
+//! The memory service: runs every agent's memory stream on the async runtime,
+//! fed each tick's events by the world's runner (the world never waits for
+//! it); embeds new memories off the world's thread, in batches with one
+//! request in flight; writes memories and then their embeddings to PostgreSQL
+//! in order through one writer task when there is a database; and answers
+//! retrieval queries. Touches the stream, the embedder and `hearth-db`'s
+//! memory tables; never the ECS world.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_db::memories::{self, MemoryRow};
+use hearth_db::{DbError, Pool, game_time};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::content::AgentDef;
+use crate::mind::embed::{EmbedError, Embedder};
+use crate::mind::memory::{GameSeconds, Memory, MemoryKind};
+use crate::mind::retrieval::Scored;
+use crate::mind::stream::{MemoryStream, NewMemory, StreamStats};
+use crate::world::WorldEvent;
+use crate::world::mind::Mind;
+
+/// Texts per embedding request.
+const EMBED_BATCH: usize = 64;
+/// Memories waiting for an embedding, at most; past it the oldest wait for
+/// `hearth memories reembed` (they are stored and retrievable meanwhile).
+const EMBED_QUEUE_MAX: usize = 200_000;
+/// How often accepted memories are handed to the writer.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Where memories are kept: a world's rows in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub pool: Pool,
+    pub world_id: i64,
+    pub dim: i32,
+    /// The database id of each agent, by world index.
+    pub agent_ids: Vec<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no agent '{0}' in this world")]
+    UnknownAgent(String),
+    #[error("embedding the query: {0}")]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the memory service has stopped")]
+    Stopped,
+}
+
+/// Counts for logs and reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStats {
+    pub stream: StreamStats,
+    pub embedded: u64,
+    pub embed_failures: u64,
+    /// Memories whose embedding was deferred because the queue was full.
+    pub embed_deferred: u64,
+    pub embed_queue: usize,
+    pub written: u64,
+    pub write_failures: u64,
+}
+
+enum Input {
+    Tick {
+        now: GameSeconds,
+        events: Vec<(u64, WorldEvent)>,
+    },
+    Embedded {
+        items: Vec<(u32, u64)>,
+        vectors: Result<Vec<Vec<f32>>, EmbedError>,
+    },
+    Retrieve {
+        agent: String,
+        text: String,
+        now: GameSeconds,
+        k: usize,
+        reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
+    },
+    Stats(oneshot::Sender<ServiceStats>),
+    /// The wait after a failed embedding request is over.
+    Wake,
+}
+
+/// A handle on the running service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MemoryService {
+    tx: mpsc::UnboundedSender<Input>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Tick { now, events } => write!(f, "Tick({now}, {} events)", events.len()),
+            Input::Embedded { items, .. } => write!(f, "Embedded({})", items.len()),
+            Input::Retrieve { agent, .. } => write!(f, "Retrieve({agent})"),
+            Input::Stats(_) => f.write_str("Stats"),
+            Input::Wake => f.write_str("Wake"),
+        }
+    }
+}
+
+impl MemoryService {
+    /// Starts the service. With a store, each agent's latest memories are
+    /// loaded back into its window first and only agents with none get their
+    /// seed memories; without one, every agent starts from its seeds.
+    pub async fn start(
+        mut stream: MemoryStream,
+        defs: &[AgentDef],
+        mind: Arc<dyn Mind>,
+        embedder: Arc<dyn Embedder>,
+        store: Option<Store>,
+        now: GameSeconds,
+    ) -> Result<(Self, JoinHandle<ServiceStats>), ServiceError> {
+        let (fresh, unembedded) = match &store {
+            Some(s) => {
+                let client = s.pool.get().await.map_err(DbError::from)?;
+                let window = stream.config().retrieval.hot_window as i64;
+                let mut restored = 0usize;
+                let mut unembedded = Vec::new();
+                let mut unseeded = Vec::new();
+                for (i, &agent_id) in s.agent_ids.iter().enumerate() {
+                    let mut rows = memories::load_recent(&client, agent_id, window).await?;
+                    if rows.is_empty() {
+                        unseeded.push(i);
+                        continue;
+                    }
+                    rows.reverse();
+                    restored += rows.len();
+                    for row in rows {
+                        if let Some((memory, embedding)) = from_row(&row) {
+                            if embedding.is_none() {
+                                unembedded.push((i as u32, memory.id, memory.content.clone()));
+                            }
+                            stream.restore(i as u32, memory, embedding.as_deref());
+                        }
+                    }
+                }
+                let seeds: Vec<AgentDef> = defs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let mut d = d.clone();
+                        if !unseeded.contains(&i) {
+                            d.file.memories.clear();
+                        }
+                        d
+                    })
+                    .collect();
+                let fresh = stream.seed(&seeds, mind.as_ref(), now);
+                info!(
+                    restored,
+                    unembedded = unembedded.len(),
+                    seeded = fresh.len(),
+                    "memories loaded"
+                );
+                (fresh, unembedded)
+            }
+            None => (stream.seed(defs, mind.as_ref(), now), Vec::new()),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = store.as_ref().map(|s| Writer::spawn(s.clone()));
+        let mut task = Task {
+            stream,
+            mind,
+            embedder,
+            store,
+            writer,
+            tx: tx.downgrade(),
+            to_write: Vec::new(),
+            embeddings: Vec::new(),
+            queue: unembedded.into(),
+            in_flight: false,
+            retry_at: None,
+            backoff: Duration::from_millis(500),
+            stats: ServiceStats::default(),
+        };
+        task.accept(fresh);
+        let handle = tokio::spawn(task.run(rx));
+        Ok((Self { tx }, handle))
+    }
+
+    /// Hands one tick's events to the service; never blocks. `false` once the
+    /// service has stopped.
+    pub fn tick(&self, now: GameSeconds, events: Vec<(u64, WorldEvent)>) -> bool {
+        self.tx.send(Input::Tick { now, events }).is_ok()
+    }
+
+    /// The top `k` memories of agent `slug` for `text` at game time `now`.
+    pub async fn retrieve(
+        &self,
+        slug: &str,
+        text: &str,
+        now: GameSeconds,
+        k: usize,
+    ) -> Result<Vec<(Scored, Memory)>, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Retrieve {
+                agent: slug.to_owned(),
+                text: text.to_owned(),
+                now,
+                k,
+                reply,
+            })
+            .map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)?
+    }
+
+    pub async fn stats(&self) -> Result<ServiceStats, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Stats(reply))
+            .map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)
+    }
+}
+
+/// The service's state, owned by its task.
+struct Task {
+    stream: MemoryStream,
+    mind: Arc<dyn Mind>,
+    embedder: Arc<dyn Embedder>,
+    store: Option<Store>,
+    writer: Option<Writer>,
+    /// For the requests the task starts to answer on; weak, so the task ends
+    /// when the last handle is dropped.
+    tx: mpsc::WeakUnboundedSender<Input>,
+    /// Accepted memories not yet handed to the writer.
+    to_write: Vec<MemoryRow>,
+    /// Embeddings not yet handed to the writer: (agent id, memory id, vector).
+    embeddings: Vec<(i64, i64, Vec<f32>)>,
+    /// Memories waiting for an embedding: (agent, id, text).
+    queue: VecDeque<(u32, u64, String)>,
+    in_flight: bool,
+    /// After a failed request, no new one before this.
+    retry_at: Option<tokio::time::Instant>,
+    backoff: Duration,
+    stats: ServiceStats,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) -> ServiceStats {
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input).await,
+                    // every handle dropped: the world has stopped
+                    None => break,
+                },
+                _ = flush.tick() => self.flush(),
+            }
+            self.embed_next();
+        }
+        self.flush();
+        if let Some(writer) = self.writer.take() {
+            let (written, failures) = writer.finish().await;
+            self.stats.written = written;
+            self.stats.write_failures = failures;
+        }
+        self.stats.stream = self.stream.stats();
+        self.stats
+    }
+
+    async fn handle(&mut self, input: Input) {
+        match input {
+            Input::Tick { now, events } => {
+                let made = self.stream.ingest(now, &events, self.mind.as_ref());
+                self.accept(made);
+            }
+            Input::Embedded { items, vectors } => {
+                self.in_flight = false;
+                match vectors {
+                    Ok(vectors) => {
+                        self.backoff = Duration::from_millis(500);
+                        for ((agent, id), v) in items.into_iter().zip(vectors) {
+                            self.stream.set_embedding(agent, id, &v);
+                            self.stats.embedded += 1;
+                            if let Some(s) = &self.store
+                                && let Some(&agent_id) = s.agent_ids.get(agent as usize)
+                            {
+                                self.embeddings.push((agent_id, id as i64, v));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.stats.embed_failures += 1;
+                        warn!(error = %e, retry_in_ms = self.backoff.as_millis() as u64,
+                            "embedding failed; memories stay retrievable by recency and importance");
+                        // put them back, in order, and wait before asking again
+                        for (agent, id) in items.into_iter().rev() {
+                            if let Some(m) = self.stream.memory(agent, id) {
+                                self.queue.push_front((agent, id, m.content.clone()));
+                            }
+                        }
+                        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+                        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            Input::Retrieve {
+                agent,
+                text,
+                now,
+                k,
+                reply,
+            } => {
+                let result = self.retrieve(&agent, &text, now, k).await;
+                let _ = reply.send(result);
+            }
+            Input::Wake => self.in_flight = false,
+            Input::Stats(reply) => {
+                let mut stats = self.stats;
+                stats.stream = self.stream.stats();
+                stats.embed_queue = self.queue.len();
+                if let Some(w) = &self.writer {
+                    stats.written = w.written();
+                }
+                let _ = reply.send(stats);
+            }
+        }
+    }
+
+    async fn retrieve(
+        &mut self,
+        slug: &str,
+        text: &str,
+        now: GameSeconds,
+        k: usize,
+    ) -> Result<Vec<(Scored, Memory)>, ServiceError> {
+        let agent = self
+            .stream
+            .agent(slug)
+            .ok_or_else(|| ServiceError::UnknownAgent(slug.to_owned()))?;
+        let query = self.embedder.embed(&[text.to_owned()]).await?;
+        Ok(self
+            .stream
+            .retrieve(agent, query.first().map(Vec::as_slice), now, k))
+    }
+
+    /// Queues new memories for embedding and for the writer.
+    fn accept(&mut self, made: Vec<NewMemory>) {
+        for m in made {
+            if self.queue.len() >= EMBED_QUEUE_MAX {
+                self.queue.pop_front();
+                self.stats.embed_deferred += 1;
+            }
+            self.queue
+                .push_back((m.agent, m.memory.id, m.memory.content.clone()));
+            if let Some(s) = &self.store
+                && let Some(row) = to_row(s, &self.stream, m.agent, &m.memory)
+            {
+                self.to_write.push(row);
+            }
+        }
+    }
+
+    /// Starts the next embedding request if none is in flight.
+    fn embed_next(&mut self) {
+        if self.in_flight || self.queue.is_empty() {
+            return;
+        }
+        if let Some(at) = self.retry_at.take()
+            && tokio::time::Instant::now() < at
+        {
+            // back off after a failure: wake the loop when the wait is over
+            let Some(tx) = self.tx.upgrade() else {
+                return;
+            };
+            self.in_flight = true;
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = tx.send(Input::Wake);
+            });
+            return;
+        }
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        let n = self.queue.len().min(EMBED_BATCH);
+        let batch: Vec<(u32, u64, String)> = self.queue.drain(..n).collect();
+        let items: Vec<(u32, u64)> = batch.iter().map(|(a, i, _)| (*a, *i)).collect();
+        let texts: Vec<String> = batch.into_iter().map(|(_, _, t)| t).collect();
+        let embedder = self.embedder.clone();
+        self.in_flight = true;
+        tokio::spawn(async move {
+            let vectors = embedder.embed(&texts).await.and_then(|v| {
+                if v.len() == texts.len() {
+                    Ok(v)
+                } else {
+                    Err(EmbedError::BadResponse(format!(
+                        "{} vectors for {} texts",
+                        v.len(),
+                        texts.len()
+                    )))
+                }
+            });
+            let _ = tx.send(Input::Embedded { items, vectors });
+        });
+    }
+
+    /// Hands what was accepted to the writer: new rows first, then the
+    /// embeddings (the writer keeps the order, so a row exists before its
+    /// vector is set).
+    fn flush(&mut self) {
+        let Some(writer) = &self.writer else {
+            self.to_write.clear();
+            self.embeddings.clear();
+            return;
+        };
+        if !self.to_write.is_empty() {
+            writer.send(Write::Rows(std::mem::take(&mut self.to_write)));
+        }
+        if !self.embeddings.is_empty() {
+            writer.send(Write::Embeddings(std::mem::take(&mut self.embeddings)));
+        }
+    }
+}
+
+/// The row of a memory, with the related agents as database ids.
+fn to_row(store: &Store, stream: &MemoryStream, agent: u32, m: &Memory) -> Option<MemoryRow> {
+    let agent_id = *store.agent_ids.get(agent as usize)?;
+    let related = m
+        .related_agents
+        .iter()
+        .filter_map(|slug| stream.agent(slug))
+        .filter_map(|i| store.agent_ids.get(i as usize).copied())
+        .collect();
+    Some(MemoryRow {
+        world_id: store.world_id,
+        agent_id,
+        id: m.id as i64,
+        kind: m.kind.as_str().to_owned(),
+        content: m.content.clone(),
+        importance: i16::from(m.importance),
+        emotional_valence: m.valence,
+        emotional_intensity: m.intensity,
+        tags: m.tags.clone(),
+        related_agent_ids: related,
+        related_character_ids: m.related_characters.clone(),
+        location: m.location.clone(),
+        created_game_time: game_time::to_timestamp(m.created),
+        last_accessed_game_time: game_time::to_timestamp(m.last_accessed.max(m.created)),
+        depth: i16::from(m.depth),
+        evidence_ids: m.evidence.iter().map(|&e| e as i64).collect(),
+        embedding: None,
+    })
+}
+
+/// A stored row back as a memory (related agents are left out: the window
+/// keeps slugs, the row ids) and its embedding. `None` for a kind this
+/// version does not know.
+fn from_row(row: &MemoryRow) -> Option<(Memory, Option<Vec<f32>>)> {
+    let kind = MemoryKind::parse(&row.kind)?;
+    let memory = Memory {
+        valence: row.emotional_valence,
+        intensity: row.emotional_intensity,
+        tags: row.tags.clone(),
+        related_characters: row.related_character_ids.clone(),
+        location: row.location.clone(),
+        last_accessed: game_time::from_timestamp(row.last_accessed_game_time),
+        depth: u8::try_from(row.depth).unwrap_or(0),
+        evidence: row.evidence_ids.iter().map(|&e| e as u64).collect(),
+        ..Memory::new(
+            u64::try_from(row.id).ok()?,
+            kind,
+            row.content.clone(),
+            u8::try_from(row.importance).unwrap_or(1),
+            game_time::from_timestamp(row.created_game_time),
+        )
+    };
+    Some((memory, row.embedding.clone()))
+}
+
+/// What the writer does, in order.
+#[derive(Debug)]
+enum Write {
+    Rows(Vec<MemoryRow>),
+    Embeddings(Vec<(i64, i64, Vec<f32>)>),
+}
+
+/// One task that writes in the order it was handed work, retrying with
+/// backoff while the database is away (nothing accepted is dropped); a batch
+/// the database rejects as invalid is logged and skipped.
+#[derive(Debug)]
+struct Writer {
+    tx: mpsc::UnboundedSender<Write>,
+    written: Arc<std::sync::atomic::AtomicU64>,
+    handle: JoinHandle<u64>,
+}
+
+impl Writer {
+    fn spawn(store: Store) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = written.clone();
+        let handle = tokio::spawn(async move {
+            let mut failures = 0u64;
+            while let Some(work) = rx.recv().await {
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    match write(&store, &work).await {
+                        Ok(n) => {
+                            count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            debug!(rows = n, "memories written");
+                            break;
+                        }
+                        Err(e) if transient(&e) => {
+                            warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                                "database unavailable; memories kept and retried");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            warn!(error = %e, work = ?kind(&work), "memories rejected by the database; batch skipped");
+                            break;
+                        }
+                    }
+                }
+            }
+            failures
+        });
+        Self {
+            tx,
+            written,
+            handle,
+        }
+    }
+
+    fn send(&self, work: Write) {
+        let _ = self.tx.send(work);
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes what is queued and stops; (rows written, batches rejected).
+    async fn finish(self) -> (u64, u64) {
+        drop(self.tx);
+        let failures = self.handle.await.unwrap_or(0);
+        (self.written.load(std::sync::atomic::Ordering::Relaxed), failures)
+    }
+}
+
+fn kind(work: &Write) -> (&'static str, usize) {
+    match work {
+        Write::Rows(r) => ("rows", r.len()),
+        Write::Embeddings(e) => ("embeddings", e.len()),
+    }
+}
+
+async fn write(store: &Store, work: &Write) -> Result<u64, DbError> {
+    let client = store.pool.get().await?;
+    match work {
+        Write::Rows(rows) => memories::copy_in(&client, rows).await,
+        Write::Embeddings(e) => memories::set_embeddings(&client, store.world_id, store.dim, e).await,
+    }
+}
+
+/// Whether a failure is the database being away (retry) rather than the data
+/// being wrong (skip).
+fn transient(e: &DbError) -> bool {
+    match e {
+        DbError::Pool(_) => true,
+        DbError::Postgres(pg) => pg.is_closed() || pg.as_db_error().is_none(),
+        _ => false,
+    }
+}
