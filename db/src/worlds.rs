@@ -132,7 +132,9 @@ pub async fn switch_model(
         )
         .await?;
     if changed == 0 {
-        return Err(DbError::InvalidValue(format!("no world with id {world_id}")));
+        return Err(DbError::InvalidValue(format!(
+            "no world with id {world_id}"
+        )));
     }
     tx.commit().await?;
     ensure_vector_indexes(client, dim).await

@@ -240,7 +240,11 @@ async fn sync_lore(
         lore_db::sync_document(&mut client, world_id, &row, &chunks).await?;
     }
     let removed = lore_db::remove_missing(&client, world_id, &paths).await?;
-    info!(documents = documents.len(), removed = removed.len(), "lore synced");
+    info!(
+        documents = documents.len(),
+        removed = removed.len(),
+        "lore synced"
+    );
     let pool = pool.clone();
     tokio::spawn(async move {
         if let Err(e) = embed_lore(&pool, world_id, embedder.as_ref()).await {

@@ -51,7 +51,8 @@ async fn serve_migrates_opens_the_world_and_stops_on_shutdown() {
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "all-MiniLM-L6-v2");
+    // no model files under the tests' home: the hashed fallback embedder
+    assert_eq!(row.get::<_, String>(0), "hearth-hashed-v1");
     assert_eq!(row.get::<_, i32>(1), 384);
     let version: i64 = client
         .query_one("SELECT max(version) FROM hearth_migrations", &[])

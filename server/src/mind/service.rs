@@ -83,6 +83,14 @@ enum Input {
         k: usize,
         reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
     },
+    /// A retrieval whose query has been embedded (or could not be).
+    Ranked {
+        agent: u32,
+        query: Option<Vec<f32>>,
+        now: GameSeconds,
+        k: usize,
+        reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
+    },
     Stats(oneshot::Sender<ServiceStats>),
     /// The wait after a failed embedding request is over.
     Wake,
@@ -100,6 +108,7 @@ impl std::fmt::Debug for Input {
             Input::Tick { now, events } => write!(f, "Tick({now}, {} events)", events.len()),
             Input::Embedded { items, .. } => write!(f, "Embedded({})", items.len()),
             Input::Retrieve { agent, .. } => write!(f, "Retrieve({agent})"),
+            Input::Ranked { agent, .. } => write!(f, "Ranked({agent})"),
             Input::Stats(_) => f.write_str("Stats"),
             Input::Wake => f.write_str("Wake"),
         }
@@ -312,9 +321,15 @@ impl Task {
                 now,
                 k,
                 reply,
+            } => self.retrieve(&agent, text, now, k, reply),
+            Input::Ranked {
+                agent,
+                query,
+                now,
+                k,
+                reply,
             } => {
-                let result = self.retrieve(&agent, &text, now, k).await;
-                let _ = reply.send(result);
+                let _ = reply.send(Ok(self.stream.retrieve(agent, query.as_deref(), now, k)));
             }
             Input::Wake => self.in_flight = false,
             Input::Stats(reply) => {
@@ -329,21 +344,43 @@ impl Task {
         }
     }
 
-    async fn retrieve(
+    /// Embeds the query on its own task (the service goes on meanwhile) and
+    /// ranks when it is back; if the embedder fails, ranks by recency and
+    /// importance alone rather than failing the caller.
+    fn retrieve(
         &mut self,
         slug: &str,
-        text: &str,
+        text: String,
         now: GameSeconds,
         k: usize,
-    ) -> Result<Vec<(Scored, Memory)>, ServiceError> {
-        let agent = self
-            .stream
-            .agent(slug)
-            .ok_or_else(|| ServiceError::UnknownAgent(slug.to_owned()))?;
-        let query = self.embedder.embed(&[text.to_owned()]).await?;
-        Ok(self
-            .stream
-            .retrieve(agent, query.first().map(Vec::as_slice), now, k))
+        reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
+    ) {
+        let Some(agent) = self.stream.agent(slug) else {
+            let _ = reply.send(Err(ServiceError::UnknownAgent(slug.to_owned())));
+            return;
+        };
+        let Some(tx) = self.tx.upgrade() else {
+            let _ = reply.send(Err(ServiceError::Stopped));
+            return;
+        };
+        let embedder = self.embedder.clone();
+        tokio::spawn(async move {
+            let query = match embedder.embed(std::slice::from_ref(&text)).await {
+                Ok(mut v) if v.len() == 1 => v.pop(),
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(error = %e, "embedding a query failed; ranking by recency and importance");
+                    None
+                }
+            };
+            let _ = tx.send(Input::Ranked {
+                agent,
+                query,
+                now,
+                k,
+                reply,
+            });
+        });
     }
 
     /// Queues new memories for embedding and for the writer.
@@ -548,7 +585,10 @@ impl Writer {
     async fn finish(self) -> (u64, u64) {
         drop(self.tx);
         let failures = self.handle.await.unwrap_or(0);
-        (self.written.load(std::sync::atomic::Ordering::Relaxed), failures)
+        (
+            self.written.load(std::sync::atomic::Ordering::Relaxed),
+            failures,
+        )
     }
 }
 
@@ -563,7 +603,9 @@ async fn write(store: &Store, work: &Write) -> Result<u64, DbError> {
     let client = store.pool.get().await?;
     match work {
         Write::Rows(rows) => memories::copy_in(&client, rows).await,
-        Write::Embeddings(e) => memories::set_embeddings(&client, store.world_id, store.dim, e).await,
+        Write::Embeddings(e) => {
+            memories::set_embeddings(&client, store.world_id, store.dim, e).await
+        }
     }
 }
 
