@@ -92,6 +92,27 @@ pub enum MemoriesCommand {
         #[command(flatten)]
         embed: EmbedArgs,
     },
+    /// Print the prompt context an agent would be given about a text: its
+    /// identity, relationships, top memories and lore, within a token budget,
+    /// with what was included and dropped.
+    Prompt {
+        #[arg(long, default_value = "valley")]
+        world: String,
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        text: String,
+        /// Memories to retrieve for it.
+        #[arg(long, default_value_t = 8)]
+        k: usize,
+        /// Token budget of the prompt.
+        #[arg(long, default_value_t = 2048)]
+        max_tokens: usize,
+        #[command(flatten)]
+        content: ContentArgs,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
     /// Re-embed every memory and lore chunk of a world with the configured
     /// embedder; a different model or dimension switches the world to it.
     Reembed {
@@ -419,6 +440,42 @@ pub async fn run(
                         explain,
                     };
                     memories::query(&pool, embedder.as_ref(), &args, out).await?;
+                }
+                MemoriesCommand::Prompt {
+                    world,
+                    agent,
+                    text,
+                    k,
+                    max_tokens,
+                    content,
+                    embed,
+                } => {
+                    let content =
+                        validate::load(&content.agents, &content.map).map_err(CliError::Content)?;
+                    let Some(def) = content.agents.iter().find(|a| a.file.id == agent) else {
+                        return Err(CliError::Usage(format!(
+                            "no agent '{agent}' in the content (agent ids are file ids, e.g. 'amara')"
+                        )));
+                    };
+                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                        .map_err(MemoriesError::from)?;
+                    let args = QueryArgs {
+                        world,
+                        agent: agent.clone(),
+                        text,
+                        k: k.clamp(1, 1000),
+                        explain: false,
+                    };
+                    memories::prompt(
+                        &pool,
+                        embedder.as_ref(),
+                        &args,
+                        def,
+                        &content.agents,
+                        max_tokens.clamp(64, 1_000_000),
+                        out,
+                    )
+                    .await?;
                 }
                 MemoriesCommand::Reembed {
                     world,

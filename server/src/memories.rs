@@ -1,8 +1,10 @@
 //! `hearth memories`: operator commands on a world's stored memories —
 //! `query` ranks an agent's memories for a text exactly as retrieval does
-//! (with `--explain`, every term), and `reembed` re-embeds every memory and
-//! lore chunk with the configured embedder, switching the world's model.
-//! Touches the database through `hearth-db` and the embedder.
+//! (with `--explain`, every term), `prompt` assembles the prompt context an
+//! agent would be given for it (memories and lore, with their scores), and
+//! `reembed` re-embeds every memory and lore chunk with the configured
+//! embedder, switching the world's model. Touches the database through
+//! `hearth-db` and the embedder.
 
 use std::io::Write;
 
@@ -10,8 +12,12 @@ use hearth_db::{DbError, Pool, agents, game_time, memories, worlds};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
+use crate::content::AgentDef;
 use crate::mind::embed::{self, EmbedError, Embedder};
-use crate::mind::prompt::game_time_label;
+use crate::mind::memory::{Memory, MemoryKind};
+use crate::mind::prompt::{
+    self, LoreSnippet, PromptBudget, PromptInput, RelationshipSummary, ScoreTerms, game_time_label,
+};
 use crate::mind::retrieval::{Query, RetrievalParams};
 use crate::serve::{self, ServeError};
 
@@ -63,12 +69,21 @@ async fn world(pool: &Pool, slug: &str) -> Result<worlds::World, MemoriesError> 
 /// Ranks the stored memories of one agent for a text and prints them, best
 /// first: rank, total, kind, when, and the text; with `explain`, each
 /// normalised term and the raw importance and similarity.
-pub async fn query(
+/// A ranked recall from the database: the world, the agent's "now", the
+/// query's vector and the scored rows, best first.
+struct Recall {
+    world: worlds::World,
+    /// Game seconds.
+    now: u64,
+    vector: Option<Vec<f32>>,
+    rows: Vec<memories::ScoredRow>,
+}
+
+async fn recall(
     pool: &Pool,
     embedder: &dyn Embedder,
     args: &QueryArgs,
-    out: &mut (dyn Write + Send),
-) -> Result<(), MemoriesError> {
+) -> Result<Recall, MemoriesError> {
     let w = world(pool, &args.world).await?;
     let dim = embed::resolve_dim(embedder).await?;
     if w.embedding_model != embedder.model() || usize::try_from(w.embedding_dim) != Ok(dim) {
@@ -104,13 +119,32 @@ pub async fn query(
         args.k,
     )
     .await?;
+    Ok(Recall {
+        world: w,
+        now: game_time::from_timestamp(now),
+        vector: vector.into_iter().next(),
+        rows,
+    })
+}
+
+/// Ranks the stored memories of one agent for a text and prints them, best
+/// first: rank, total, kind, when, and the text; with `explain`, each
+/// normalised term and the raw importance and similarity.
+pub async fn query(
+    pool: &Pool,
+    embedder: &dyn Embedder,
+    args: &QueryArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), MemoriesError> {
+    let Recall { now, rows, .. } = recall(pool, embedder, args).await?;
+    let params = RetrievalParams::default();
     writeln!(
         out,
         "{} memories of {} for \"{}\" (now {}):",
         rows.len(),
         args.agent,
         args.text,
-        game_time_label(game_time::from_timestamp(now))
+        game_time_label(now)
     )?;
     for (i, r) in rows.iter().enumerate() {
         writeln!(
@@ -141,6 +175,96 @@ pub async fn query(
             )?;
         }
     }
+    Ok(())
+}
+
+/// Prints the prompt context agent `args.agent` would be given about
+/// `args.text`: its identity from `def`, its relationships as its file sets
+/// them, the top memories from the database and the best lore chunks, within
+/// `max_tokens`; then a breakdown of what was included and dropped, with
+/// every memory's scores.
+pub async fn prompt(
+    pool: &Pool,
+    embedder: &dyn Embedder,
+    args: &QueryArgs,
+    def: &AgentDef,
+    others: &[AgentDef],
+    max_tokens: usize,
+    out: &mut (dyn Write + Send),
+) -> Result<(), MemoriesError> {
+    let Recall {
+        world: w,
+        now,
+        vector,
+        rows,
+    } = recall(pool, embedder, args).await?;
+    let memories: Vec<(Memory, ScoreTerms)> = rows
+        .iter()
+        .map(|r| {
+            let kind = MemoryKind::parse(&r.kind).unwrap_or(MemoryKind::Observation);
+            let memory = Memory::new(
+                u64::try_from(r.id).unwrap_or(0),
+                kind,
+                r.content.clone(),
+                u8::try_from(r.raw_importance).unwrap_or(1),
+                game_time::from_timestamp(r.created_game_time),
+            );
+            let terms = ScoreTerms {
+                recency: r.recency as f32,
+                importance: r.importance as f32,
+                relevance: r.relevance as f32,
+                emotion: r.emotion as f32,
+                total: r.total as f32,
+            };
+            (memory, terms)
+        })
+        .collect();
+    let borrowed: Vec<(&Memory, ScoreTerms)> = memories.iter().map(|(m, t)| (m, *t)).collect();
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let hits = hearth_db::lore::search_hybrid(
+        &mut client,
+        w.id,
+        &args.text,
+        vector.as_deref(),
+        w.embedding_dim,
+        5,
+    )
+    .await?;
+    let lore: Vec<LoreSnippet> = hits.iter().map(LoreSnippet::from).collect();
+    let relationships: Vec<RelationshipSummary> = def
+        .file
+        .relationships
+        .iter()
+        .map(|r| RelationshipSummary {
+            name: others
+                .iter()
+                .find(|o| o.file.id == r.target)
+                .map_or_else(|| r.target.clone(), |o| o.file.name.clone()),
+            kind: r.kind.clone(),
+            affection: r.affection,
+            trust: r.trust,
+            note: String::new(),
+        })
+        .collect();
+    let task = format!("Someone says to you: \"{}\". What do you say?", args.text);
+    let input = PromptInput {
+        relationships: &relationships,
+        memories: &borrowed,
+        lore: &lore,
+        task: &task,
+        ..PromptInput::new(def, now)
+    };
+    let budget = PromptBudget {
+        max_tokens,
+        ..PromptBudget::default()
+    };
+    let p = prompt::assemble(&input, &budget);
+    writeln!(
+        out,
+        "--- system ---\n{}\n--- user ---\n{}\n---",
+        p.system, p.user
+    )?;
+    write!(out, "{}", p.explain())?;
     Ok(())
 }
 

@@ -247,6 +247,16 @@ impl MemoryStream {
             return;
         };
         a.next_id = a.next_id.max(memory.id + 1);
+        // what was remembered just before a restart is still a repeat after it
+        if matches!(memory.kind, MemoryKind::Observation | MemoryKind::Plan) {
+            if a.recent.len() >= REPEAT_KEYS {
+                a.recent.pop_front();
+            }
+            a.recent.push_back((
+                fnv1a(memory.kind.as_str().as_bytes(), memory.content.as_bytes()),
+                memory.created,
+            ));
+        }
         let id = memory.id;
         a.hot.push(&memory);
         if let Some(e) = embedding {
