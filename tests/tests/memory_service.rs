@@ -179,6 +179,43 @@ async fn serve_stores_memories_and_loads_them_back_seeding_once() {
         "{text}"
     );
     assert_eq!(text.matches("recency ").count(), 3, "{text}");
+
+    // and the prompt the agent would be given holds memories and lore
+    let content = validate::load(
+        &workspace_root().join("agents"),
+        &workspace_root().join("assets/maps/valley.tmj"),
+    )
+    .unwrap();
+    let def = content.agents.iter().find(|a| a.file.id == agent).unwrap();
+    let mut out = Vec::new();
+    memories::prompt(
+        &pool(&db),
+        &HashedEmbedder::new(),
+        &QueryArgs {
+            world: "memtest".into(),
+            agent: agent.clone(),
+            text: "Have you heard about the drowned bell?".into(),
+            k: 4,
+            explain: false,
+        },
+        def,
+        &content.agents,
+        2048,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(&format!("You are {}", def.file.name)),
+        "{text}"
+    );
+    assert!(text.contains("## What you remember"), "{text}");
+    assert!(
+        text.contains("drowned bell"),
+        "lore found by its words: {text}"
+    );
+    assert!(text.contains("Memories"), "the breakdown follows: {text}");
     std::fs::remove_dir_all(&home).ok();
 }
 
