@@ -77,7 +77,13 @@ pub struct Memory {
 impl Memory {
     /// A depth-0 memory created (and last accessed) at `now`, with no feeling,
     /// tags or links; fill the rest with struct update syntax.
-    pub fn new(id: u64, kind: MemoryKind, content: impl Into<String>, importance: u8, now: GameSeconds) -> Self {
+    pub fn new(
+        id: u64,
+        kind: MemoryKind,
+        content: impl Into<String>,
+        importance: u8,
+        now: GameSeconds,
+    ) -> Self {
         Self {
             id,
             kind,
@@ -111,7 +117,13 @@ mod tests {
 
     #[test]
     fn importance_is_clamped_to_the_scale() {
-        assert_eq!(Memory::new(1, MemoryKind::Observation, "x", 0, 0).importance, 1);
-        assert_eq!(Memory::new(1, MemoryKind::Observation, "x", 42, 0).importance, 10);
+        assert_eq!(
+            Memory::new(1, MemoryKind::Observation, "x", 0, 0).importance,
+            1
+        );
+        assert_eq!(
+            Memory::new(1, MemoryKind::Observation, "x", 42, 0).importance,
+            10
+        );
     }
 }
