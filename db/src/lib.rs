@@ -15,6 +15,8 @@
 //! - [`game_time`]: game seconds ↔ the `timestamp` columns of game time.
 //! - [`lore`]: world lore documents and chunks, synced by content hash;
 //!   hybrid (full text + vector, reciprocal rank fusion) search.
+//! - [`writer`]: the write-behind commit: a batch of coalesced state rows,
+//!   appended rows and its checkpoint in one transaction.
 //! - [`error`]: the crate's error type, which names violated constraints.
 
 pub mod agents;
@@ -27,6 +29,7 @@ pub mod lore;
 pub mod memories;
 pub mod migrate;
 pub mod worlds;
+pub mod writer;
 
 pub use check::{CheckError, CheckReport};
 pub use cluster::{ClusterError, EmbeddedCluster};

@@ -1,0 +1,2 @@
+ALTER TABLE world_checkpoints DROP COLUMN state;
+ALTER TABLE agent_states DROP COLUMN sim;
