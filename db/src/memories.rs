@@ -351,17 +351,18 @@ pub async fn load_recent(
     rows.iter().map(memory_from_row).collect()
 }
 
-/// The statement of [`retrieve_exact`]. Each raw term is computed per memory,
-/// min-max normalised over all of the agent's memories with window
-/// functions (all equal → 0.5), weighted and summed. Relevance: a memory
-/// without an embedding (or of another dimension than the query, or a zero
-/// vector) has no similarity, is left out of the relevance min/max and gets
-/// a relevance term of 0. The formulas are those of
-/// `hearth::mind::retrieval::rank`.
+/// The statement of [`retrieve_exact`]. Each raw term is computed once per
+/// memory (a materialised CTE of narrow rows: no text, no vector, so it
+/// stays in memory), min-max normalised over all of the agent's memories (all
+/// equal → 0.5), weighted and summed; only the top `k` are joined back for
+/// their text. Relevance: a memory without an embedding (or of another
+/// dimension than the query, or a zero vector) has no similarity, is left
+/// out of the relevance min/max (aggregates skip NULL) and gets a relevance
+/// term of 0. The formulas are those of `hearth::mind::retrieval::rank`.
 const RETRIEVE_EXACT: &str = "\
-WITH raw AS (
-    SELECT id, kind, content, created_game_time, last_accessed_game_time, importance,
-           exp(GREATEST(extract(epoch FROM $2::timestamp - last_accessed_game_time)::float8, 0)
+WITH raw AS MATERIALIZED (
+    SELECT id,
+           exp(GREATEST(date_part('epoch', $2::timestamp - last_accessed_game_time), 0)
                / 3600.0 * ln($3::float8)) AS rec,
            importance::float8 AS imp,
            CASE WHEN $4::vector IS NOT NULL AND embedding_dim = $5::int4
@@ -370,28 +371,29 @@ WITH raw AS (
     FROM agent_memories
     WHERE agent_id = $1
 ), bounds AS (
-    SELECT *,
-           min(rec) OVER () AS rec_min, max(rec) OVER () AS rec_max,
-           min(imp) OVER () AS imp_min, max(imp) OVER () AS imp_max,
-           min(sim) OVER () AS sim_min, max(sim) OVER () AS sim_max,
-           min(emo) OVER () AS emo_min, max(emo) OVER () AS emo_max
+    SELECT min(rec) AS rec_min, max(rec) AS rec_max, min(imp) AS imp_min, max(imp) AS imp_max,
+           min(sim) AS sim_min, max(sim) AS sim_max, min(emo) AS emo_min, max(emo) AS emo_max
     FROM raw
 ), terms AS (
-    SELECT id, kind, content, created_game_time, last_accessed_game_time, importance, sim,
+    SELECT id, sim,
            CASE WHEN rec_max = rec_min THEN 0.5 ELSE (rec - rec_min) / (rec_max - rec_min) END AS t_rec,
            CASE WHEN imp_max = imp_min THEN 0.5 ELSE (imp - imp_min) / (imp_max - imp_min) END AS t_imp,
            CASE WHEN sim IS NULL THEN 0.0
                 WHEN sim_max = sim_min THEN 0.5
                 ELSE (sim - sim_min) / (sim_max - sim_min) END AS t_rel,
            CASE WHEN emo_max = emo_min THEN 0.5 ELSE (emo - emo_min) / (emo_max - emo_min) END AS t_emo
-    FROM bounds
+    FROM raw CROSS JOIN bounds
+), top AS (
+    SELECT id, sim, t_rec, t_imp, t_rel, t_emo,
+           $7::float8 * t_rec + $8::float8 * t_imp + $9::float8 * t_rel + $10::float8 * t_emo AS total
+    FROM terms
+    ORDER BY total DESC, id DESC
+    LIMIT $11
 )
-SELECT id, kind, content, created_game_time, last_accessed_game_time, importance, sim,
-       t_rec, t_imp, t_rel, t_emo,
-       $7::float8 * t_rec + $8::float8 * t_imp + $9::float8 * t_rel + $10::float8 * t_emo AS total
-FROM terms
-ORDER BY total DESC, id DESC
-LIMIT $11";
+SELECT m.id, m.kind, m.content, m.created_game_time, m.last_accessed_game_time, m.importance,
+       top.sim, top.t_rec, top.t_imp, top.t_rel, top.t_emo, top.total
+FROM top JOIN agent_memories AS m ON m.agent_id = $1 AND m.id = top.id
+ORDER BY top.total DESC, top.id DESC";
 
 /// The top `k` memories of `agent_id` by the retrieval score, computed over
 /// **every** memory of the agent, exactly (no index; see the module docs).

@@ -146,6 +146,20 @@ async fn copy_round_trips_every_field() {
         full.clone(),
         row(world, agents[1], 1),
     ];
+    let nothing = memories::retrieve_exact(
+        &client,
+        agents[0],
+        None,
+        to_timestamp(0),
+        &scoring(&RetrievalParams::default()),
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(
+        nothing.is_empty(),
+        "an agent without memories recalls nothing"
+    );
     assert_eq!(memories::copy_in(&client, &rows).await.unwrap(), 4);
     assert_eq!(memories::count(&client, world).await.unwrap(), 4);
     assert_eq!(memories::copy_in(&client, &[]).await.unwrap(), 0);

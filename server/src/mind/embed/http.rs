@@ -3,6 +3,7 @@
 //! batched requests with a timeout, retried with exponential backoff and
 //! jitter on connection errors, timeouts, 429 and 5xx.
 
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -20,7 +21,6 @@ const BACKOFF_CAP: Duration = Duration::from_secs(10);
 const MAX_ERROR_CHARS: usize = 500;
 
 /// An OpenAI-compatible embedding server.
-#[derive(Debug)]
 pub struct HttpEmbedder {
     client: Client,
     /// The full endpoint, `…/v1/embeddings`.
@@ -35,6 +35,21 @@ pub struct HttpEmbedder {
     timeout: Duration,
     batch_size: usize,
     max_retries: u32,
+}
+
+/// Written by hand so the API key never reaches a log.
+impl fmt::Debug for HttpEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpEmbedder")
+            .field("url", &self.url.as_str())
+            .field("model", &self.model)
+            .field("dim", &self.dim.load(Ordering::Relaxed))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("batch_size", &self.batch_size)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Serialize)]
@@ -503,6 +518,21 @@ mod tests {
                 found: 2
             })
         ));
+    }
+
+    #[test]
+    fn debug_output_hides_the_api_key() {
+        // CARGO_PKG_NAME is set by cargo for every test process
+        let e = HttpEmbedder::from_config(&EmbedConfig {
+            base_url: Some("http://127.0.0.1:9".into()),
+            model: Some("m".into()),
+            api_key_env: Some("CARGO_PKG_NAME".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let shown = format!("{e:?}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(!shown.contains(env!("CARGO_PKG_NAME")), "{shown}");
     }
 
     #[test]

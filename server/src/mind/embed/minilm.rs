@@ -31,6 +31,10 @@ struct Inner {
     device: Device,
     dim: usize,
     dir: PathBuf,
+    /// Where inference runs: one core fewer than the machine has (at least
+    /// one), so the world's tick thread always has a core to itself. candle's
+    /// matrix products use the rayon pool they are called in.
+    pool: rayon::ThreadPool,
 }
 
 impl fmt::Debug for MiniLmEmbedder {
@@ -116,6 +120,14 @@ impl MiniLmEmbedder {
                 reason: e.to_string(),
             })?;
 
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("hearth-embed-{i}"))
+            .build()
+            .map_err(|e| EmbedError::Inference(format!("cannot start inference threads: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
@@ -123,6 +135,7 @@ impl MiniLmEmbedder {
                 device,
                 dim: config.hidden_size,
                 dir: dir.to_path_buf(),
+                pool,
             }),
             batch_size: Self::DEFAULT_BATCH,
         })
@@ -135,24 +148,32 @@ impl MiniLmEmbedder {
     }
 
     /// Embeds on the calling thread. Use [`Embedder::embed`] from async code.
+    ///
+    /// Texts are batched longest first, as sentence-transformers does, so
+    /// each batch pads little; the vectors come back in the caller's order.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.batch_size) {
-            out.extend(self.inner.embed_batch(chunk)?);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+            let vectors = self.inner.pool.install(|| self.inner.embed_batch(batch))?;
+            for (&i, v) in chunk.iter().zip(vectors) {
+                out[i] = v;
+            }
         }
         Ok(out)
     }
 }
 
 impl Inner {
-    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_batch(&self, texts: Vec<&str>) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encodings = self
             .tokenizer
-            .encode_batch_fast(inputs, true)
+            .encode_batch_fast(texts, true)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let n = encodings.len();
         let len = encodings.first().map_or(0, |e| e.get_ids().len());
