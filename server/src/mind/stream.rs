@@ -98,6 +98,8 @@ struct AgentMemory {
     recent: VecDeque<(u64, GameSeconds)>,
     /// Ids of today's memories, for metacognition.
     today: Vec<u64>,
+    /// Today's memories about each other agent (by slug), for novelty.
+    seen_today: HashMap<String, u32>,
 }
 
 /// A conversation being heard.
@@ -161,6 +163,7 @@ impl MemoryStream {
                     since_reflection: 0,
                     recent: VecDeque::new(),
                     today: Vec::new(),
+                    seen_today: HashMap::new(),
                 })
                 .collect(),
             config,
@@ -571,18 +574,14 @@ impl MemoryStream {
         false
     }
 
-    /// How new `other` is to `agent` lately: 1 if no memory of today's is
-    /// about them, falling by each one that is.
-    fn novelty(&self, agent: u32, other: &str, now: GameSeconds) -> f32 {
+    /// How new `other` is to `agent` today: 1 if no memory of today's is
+    /// about them, falling with each one that is (a count kept as memories
+    /// are made, so this is O(1) however long the agent's history).
+    fn novelty(&self, agent: u32, other: &str, _now: GameSeconds) -> f32 {
         let Some(a) = self.agents.get(agent as usize) else {
             return 0.0;
         };
-        let since = now.saturating_sub(DAY_SECONDS);
-        let seen = a
-            .hot
-            .iter()
-            .filter(|m| m.created >= since && m.related_agents.iter().any(|r| r == other))
-            .count();
+        let seen = a.seen_today.get(other).copied().unwrap_or(0);
         1.0 / (1.0 + seen as f32)
     }
 
@@ -594,6 +593,9 @@ impl MemoryStream {
             a.next_id += 1;
             a.since_reflection += u32::from(memory.importance);
             a.today.push(memory.id);
+            for r in &memory.related_agents {
+                *a.seen_today.entry(r.clone()).or_default() += 1;
+            }
             a.hot.push(&memory);
         }
         NewMemory { agent, memory }
@@ -775,6 +777,7 @@ impl MemoryStream {
         mind: &dyn Mind,
     ) -> Option<NewMemory> {
         let a = self.agents.get_mut(agent as usize)?;
+        a.seen_today.clear();
         let today = std::mem::take(&mut a.today);
         let memories: Vec<&Memory> = today.iter().filter_map(|id| a.hot.get(*id)).collect();
         if memories.is_empty() {
