@@ -81,6 +81,8 @@ pub fn start_conversations(
     mut agents: Query<AgentData<'_>>,
 ) {
     let now = clock.minutes();
+    let mut joiners: Vec<(f32, u32)> = Vec::new();
+    let mut views: Vec<AgentView<'_>> = Vec::new();
     for &(a, b, _) in &candidates.0 {
         let (Ok(da), Ok(db)) = (
             agents.get(index.0[a as usize]),
@@ -114,14 +116,14 @@ pub fn start_conversations(
         // others standing close and free join: a group conversation
         let (ax, ay) = (da.1.x, da.1.y);
         let mut participants = vec![a, b];
-        let mut joiners: Vec<(f32, u32)> = Vec::new();
+        joiners.clear();
         grid.near(ax, ay, config.talk_radius, |s, d| {
             if s.free && s.idx != a && s.idx != b {
                 joiners.push((d, s.idx));
             }
         });
         joiners.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-        for (_, j) in joiners {
+        for &(_, j) in &joiners {
             if participants.len() >= config.max_group {
                 break;
             }
@@ -133,15 +135,13 @@ pub fn start_conversations(
                 participants.push(j);
             }
         }
-        let views: Vec<AgentView<'_>> = participants
-            .iter()
-            .filter_map(|p| {
-                agents
-                    .get(index.0[*p as usize])
-                    .ok()
-                    .map(|d| view(&defs, *p, d.2, d.3))
-            })
-            .collect();
+        views.clear();
+        views.extend(participants.iter().filter_map(|p| {
+            agents
+                .get(index.0[*p as usize])
+                .ok()
+                .map(|d| view(&defs, *p, d.2, d.3))
+        }));
         let mut stream = rng.stream(a, clock.tick, Purpose::Turns);
         let max_turns = mind
             .0
@@ -149,7 +149,7 @@ pub fn start_conversations(
             .clamp(2, config.max_turns.max(2));
         conversations.next_id += 1;
         let id = conversations.next_id;
-        let location = map.0.location_at(da.1.tile());
+        let location = grid.location_at(&map.0, da.1.tile());
         for p in &participants {
             if let Ok(mut d) = agents.get_mut(index.0[*p as usize]) {
                 d.4.conversation = Some(id);
@@ -201,37 +201,37 @@ pub fn advance_conversations(
 ) {
     let now = clock.minutes();
     let mut ended: Vec<usize> = Vec::new();
+    // buffers for every line of the tick (no allocation per line)
+    let mut views: Vec<AgentView<'_>> = Vec::new();
+    let mut listeners: Vec<AgentView<'_>> = Vec::new();
     for (ci, conv) in conversations.active.iter_mut().enumerate() {
         if clock.tick < conv.next_line {
             continue;
         }
         let n = conv.participants.len();
         let speaker = conv.participants[conv.turns as usize % n];
-        let views: Vec<AgentView<'_>> = conv
-            .participants
-            .iter()
-            .filter_map(|p| {
-                agents
-                    .get(index.0[*p as usize])
-                    .ok()
-                    .map(|d| view(&defs, *p, d.2, d.3))
-            })
-            .collect();
+        views.clear();
+        views.extend(conv.participants.iter().filter_map(|p| {
+            agents
+                .get(index.0[*p as usize])
+                .ok()
+                .map(|d| view(&defs, *p, d.2, d.3))
+        }));
         if views.len() != n {
             ended.push(ci);
             continue;
         }
         let speaker_view = views[conv.turns as usize % n];
-        let listeners: Vec<AgentView<'_>> =
-            views.iter().filter(|v| v.idx != speaker).copied().collect();
+        listeners.clear();
+        listeners.extend(views.iter().filter(|v| v.idx != speaker).copied());
         let relationship = agents
             .get(index.0[speaker as usize])
             .ok()
-            .and_then(|d| d.5.get(listeners[0].idx).cloned());
+            .and_then(|d| d.5.get(listeners[0].idx));
         let context = LineContext {
             turn: conv.turns,
             max_turns: conv.max_turns,
-            relationship: relationship.as_ref(),
+            relationship,
             minute_of_day: clock.minute_of_day(),
             location_name: conv.location.map(|l| map.0.location(l).name.as_str()),
         };
@@ -252,10 +252,8 @@ pub fn advance_conversations(
             let rel = agents
                 .get(index.0[listener.idx as usize])
                 .ok()
-                .and_then(|d| d.5.get(speaker).cloned());
-            let (affection, trust) =
-                mind.0
-                    .reaction(listener, &speaker_view, rel.as_ref(), &mut stream);
+                .and_then(|d| d.5.get(speaker));
+            let (affection, trust) = mind.0.reaction(listener, &speaker_view, rel, &mut stream);
             deltas.0.push(RelationDelta {
                 from: listener.idx,
                 to: speaker,

@@ -9,11 +9,17 @@ use super::clock::GameClock;
 use super::components::{AgentIdx, Facing, Movement, Position, Talk};
 use super::events::{Outbox, WorldEvent};
 use super::path::PathQueue;
+use super::perception::SpatialGrid;
 use super::{MapRes, SimConfig, Stats};
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
 pub fn walk(
     clock: Res<GameClock>,
     map: Res<MapRes>,
+    grid: Res<SpatialGrid>,
     config: Res<SimConfig>,
     mut queue: ResMut<PathQueue>,
     mut stats: ResMut<Stats>,
@@ -71,7 +77,7 @@ pub fn walk(
                     clock.tick,
                     WorldEvent::Arrived {
                         agent: idx.0,
-                        location: map.0.location_at(position.tile()),
+                        location: grid.location_at(&map.0, position.tile()),
                     },
                 );
             }
@@ -110,6 +116,7 @@ mod tests {
         world.insert_resource(MapRes(Arc::new(map)));
         world.insert_resource(config);
         world.insert_resource(PathQueue::default());
+        world.insert_resource(SpatialGrid::default());
         world.insert_resource(Stats::default());
         world.insert_resource(Outbox::default());
         world

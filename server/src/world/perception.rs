@@ -3,8 +3,12 @@
 //! once per `perceive_every` ticks (spread over the ticks), attends to the
 //! nearest few (Generative Agents: 4 tiles, 3 nearest), and ignores what it
 //! perceived recently (the same agent doing the same thing). Perceptions are
-//! events, and those close enough are conversation candidates. Touches
-//! `Perception`, the grid, candidates, stats and the outbox.
+//! events, and those close enough are conversation candidates. The grid
+//! also lists the agents due to look this tick and indexes the map's
+//! locations by tile. Touches `Perception`, the grid, candidates, stats and
+//! the outbox.
+
+use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 
@@ -12,7 +16,7 @@ use super::clock::GameClock;
 use super::components::{Activity, AgentIdx, Needs, Perception, Position, Talk};
 use super::events::{Outbox, WorldEvent};
 use super::{Defs, MapRes, SimConfig, Stats};
-use crate::content::LocationId;
+use crate::content::{LocationId, Tile, WorldMap};
 
 /// What the grid knows of an agent.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +30,21 @@ pub struct Seen {
     pub free: bool,
 }
 
+/// An agent due to look this tick, as the grid saw it (so that looking
+/// touches no component but the looker's own `Perception`).
+#[derive(Debug, Clone, Copy)]
+pub struct Looker {
+    pub entity: Entity,
+    pub idx: u32,
+    pub x: f32,
+    pub y: f32,
+    /// In a conversation: it looks, but does not look for someone to talk to.
+    pub talking: bool,
+}
+
 /// Agents bucketed by square cells of `cell` tiles (counting sort, rebuilt
-/// each tick: O(agents + cells), no allocation once warm).
+/// each tick: O(agents + cells), no allocation once warm), and the agents
+/// due to look this tick.
 #[derive(Debug, Default, Resource)]
 pub struct SpatialGrid {
     cell: f32,
@@ -36,8 +53,17 @@ pub struct SpatialGrid {
     /// `starts[c]..starts[c + 1]` indexes `items` for cell `c`.
     starts: Vec<u32>,
     items: Vec<Seen>,
-    scratch: Vec<(usize, Seen)>,
+    scratch: Vec<(u32, Seen)>,
+    fill: Vec<u32>,
+    /// The agents due to look this tick, in query order.
+    pub lookers: Vec<Looker>,
+    /// The location of each tile of `tiles_of`, `NO_LOCATION` for none:
+    /// `WorldMap::location_at` (a scan of every location) made a lookup.
+    tile_locations: Vec<LocationId>,
+    tiles_of: Option<Arc<WorldMap>>,
 }
+
+const NO_LOCATION: LocationId = LocationId::MAX;
 
 impl SpatialGrid {
     pub fn rebuild(
@@ -51,22 +77,20 @@ impl SpatialGrid {
         self.cols = (f32::from(width) / self.cell).ceil() as usize + 1;
         self.rows = (f32::from(height) / self.cell).ceil() as usize + 1;
         let cells = self.cols * self.rows;
-        self.scratch.clear();
-        for s in agents {
-            let c = self.cell_of(s.x, s.y);
-            self.scratch.push((c, s));
-        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend(agents.map(|s| (self.cell_of(s.x, s.y) as u32, s)));
         self.starts.clear();
         self.starts.resize(cells + 1, 0);
-        for (c, _) in &self.scratch {
-            self.starts[c + 1] += 1;
+        for (c, _) in &scratch {
+            self.starts[*c as usize + 1] += 1;
         }
         for i in 0..cells {
             self.starts[i + 1] += self.starts[i];
         }
         self.items.clear();
         self.items.resize(
-            self.scratch.len(),
+            scratch.len(),
             Seen {
                 idx: 0,
                 x: 0.0,
@@ -76,11 +100,49 @@ impl SpatialGrid {
                 free: false,
             },
         );
-        let mut fill = self.starts.clone();
-        for (c, s) in &self.scratch {
-            self.items[fill[*c] as usize] = *s;
-            fill[*c] += 1;
+        self.fill.clear();
+        self.fill.extend_from_slice(&self.starts[..cells]);
+        for (c, s) in &scratch {
+            let at = &mut self.fill[*c as usize];
+            self.items[*at as usize] = *s;
+            *at += 1;
         }
+        self.scratch = scratch;
+    }
+
+    /// Indexes the locations of `map` by tile, unless it is the map already
+    /// indexed (a shared map never changes).
+    pub fn index_locations(&mut self, map: &Arc<WorldMap>) {
+        if self.tiles_of.as_ref().is_some_and(|m| Arc::ptr_eq(m, map)) {
+            return;
+        }
+        let (w, h) = (usize::from(map.width), usize::from(map.height));
+        self.tile_locations.clear();
+        self.tile_locations.resize(w * h, NO_LOCATION);
+        // the first location holding a tile wins, as in `WorldMap::location_at`
+        for (i, l) in map.locations.iter().enumerate().rev() {
+            for t in l.rect.tiles() {
+                if usize::from(t.x) < w && usize::from(t.y) < h {
+                    self.tile_locations[usize::from(t.y) * w + usize::from(t.x)] = i as LocationId;
+                }
+            }
+        }
+        self.tiles_of = Some(map.clone());
+    }
+
+    /// The location holding tile `t` of `map`: `map.location_at(t)`, looked
+    /// up when `map` is the one indexed.
+    pub fn location_at(&self, map: &Arc<WorldMap>, t: Tile) -> Option<LocationId> {
+        if let Some(indexed) = &self.tiles_of
+            && Arc::ptr_eq(indexed, map)
+            && t.x < map.width
+            && t.y < map.height
+        {
+            let l =
+                self.tile_locations[usize::from(t.y) * usize::from(map.width) + usize::from(t.x)];
+            return (l != NO_LOCATION).then_some(l);
+        }
+        map.location_at(t)
     }
 
     fn cell_of(&self, x: f32, y: f32) -> usize {
@@ -133,28 +195,52 @@ fn packed(activity: &Activity) -> u32 {
     (block << 8) | reason
 }
 
-/// Rebuilds the grid from every agent's position.
+/// Rebuilds the grid from every agent's position, and lists the agents due
+/// to look this tick (their slot, and awake).
 pub fn index_positions(
+    clock: Res<GameClock>,
     map: Res<MapRes>,
     config: Res<SimConfig>,
     mut grid: ResMut<SpatialGrid>,
-    agents: Query<(&AgentIdx, &Position, &Activity, &Needs, &Talk)>,
+    agents: Query<(Entity, &AgentIdx, &Position, &Activity, &Needs, &Talk)>,
 ) {
-    let seen = agents.iter().map(|(idx, p, a, n, t)| Seen {
-        idx: idx.0,
-        x: p.x,
-        y: p.y,
-        doing: packed(a),
-        location: a.location,
-        free: !n.sleeping && t.conversation.is_none(),
+    let every = u64::from(config.perceive_every.max(1));
+    let slot = clock.tick % every;
+    let mut lookers = std::mem::take(&mut grid.lookers);
+    lookers.clear();
+    let seen = agents.iter().map(|(entity, idx, p, a, n, t)| {
+        if u64::from(idx.0) % every == slot && !n.sleeping {
+            lookers.push(Looker {
+                entity,
+                idx: idx.0,
+                x: p.x,
+                y: p.y,
+                talking: t.conversation.is_some(),
+            });
+        }
+        Seen {
+            idx: idx.0,
+            x: p.x,
+            y: p.y,
+            doing: packed(a),
+            location: a.location,
+            free: !n.sleeping && t.conversation.is_none(),
+        }
     });
     grid.rebuild(map.0.width, map.0.height, config.vision_radius, seen);
+    grid.lookers = lookers;
+    grid.index_locations(&map.0);
 }
 
-/// Looks around for every agent due this tick. The looking runs in parallel
-/// (each agent writes only its own `Perception`); what it found is then read
-/// back in query order, so candidates, events and counts are the same
-/// whatever the thread count.
+/// What one look found: the nearest few, nearest first.
+type Found = (f32, Seen);
+
+/// Looks around for every agent due this tick (`SpatialGrid::lookers`). The
+/// scan of the grid, the costly part, reads only the grid and runs in
+/// parallel in large worlds, each looker writing its own slots of a flat
+/// buffer; what it found is then applied in the lookers' order, so
+/// perceptions, candidates, events and counts are the same whatever the
+/// thread count.
 #[expect(
     clippy::too_many_arguments,
     reason = "a bevy system takes what it touches as parameters"
@@ -168,70 +254,70 @@ pub fn perceive(
     mut candidates: ResMut<TalkCandidates>,
     mut stats: ResMut<Stats>,
     mut outbox: ResMut<Outbox>,
-    mut agents: Query<(&AgentIdx, &Position, &Needs, &Talk, &mut Perception)>,
+    mut perceptions: Query<&mut Perception>,
+    mut found: Local<Vec<Found>>,
+    mut counts: Local<Vec<usize>>,
 ) {
-    // measured (BENCHMARKS.md): on 2 cores the parallel pass pays off from
-    // tens of thousands of agents and costs more than it saves below
-    let parallel = config.parallel && grid.len() >= PARALLEL_MIN_AGENTS;
-    if parallel {
-        bevy_tasks::ComputeTaskPool::get_or_init(bevy_tasks::TaskPool::default);
-    }
     candidates.0.clear();
-    let every = u64::from(config.perceive_every.max(1));
-    let slot = clock.tick % every;
     let now = clock.minutes();
-    let due =
-        move |idx: &AgentIdx, needs: &Needs| u64::from(idx.0) % every == slot && !needs.sleeping;
     let grid: &SpatialGrid = &grid;
     let config: &SimConfig = &config;
-
-    if parallel {
-        agents.par_iter_mut().for_each_init(
-            || Vec::<(f32, Seen)>::with_capacity(8),
-            |nearest, (idx, position, needs, talk, mut perception)| {
-                if due(idx, needs) {
-                    look(
-                        grid,
-                        config,
-                        now,
-                        idx.0,
-                        position,
-                        talk,
-                        nearest,
-                        &mut perception,
-                    );
+    let lookers = &grid.lookers;
+    let k = config.attention;
+    let empty = Seen {
+        idx: 0,
+        x: 0.0,
+        y: 0.0,
+        doing: 0,
+        location: 0,
+        free: false,
+    };
+    found.clear();
+    found.resize(lookers.len() * k, (0.0, empty));
+    counts.clear();
+    counts.resize(lookers.len(), 0);
+    if k > 0 {
+        // measured (BENCHMARKS.md): on 2 cores the parallel pass pays off from
+        // tens of thousands of agents and costs more than it saves below
+        let parallel = config.parallel && grid.len() >= PARALLEL_MIN_AGENTS;
+        if parallel {
+            let pool = bevy_tasks::ComputeTaskPool::get_or_init(bevy_tasks::TaskPool::default);
+            // a few chunks per thread, so a slow thread does not hold up the rest
+            let chunk = lookers.len().div_ceil(4 * pool.thread_num().max(1)).max(1);
+            pool.scope(|scope| {
+                for ((lookers, found), counts) in lookers
+                    .chunks(chunk)
+                    .zip(found.chunks_mut(chunk * k))
+                    .zip(counts.chunks_mut(chunk))
+                {
+                    scope.spawn(async move {
+                        scan_all(grid, config, lookers, found, counts);
+                    });
                 }
-            },
-        );
-    } else {
-        let mut nearest = Vec::with_capacity(8);
-        for (idx, position, needs, talk, mut perception) in &mut agents {
-            if due(idx, needs) {
-                look(
-                    grid,
-                    config,
-                    now,
-                    idx.0,
-                    position,
-                    talk,
-                    &mut nearest,
-                    &mut perception,
-                );
-            }
+            });
+        } else {
+            scan_all(grid, config, lookers, &mut found, &mut counts);
         }
     }
 
-    for (idx, position, needs, _, perception) in &agents {
-        if !due(idx, needs) {
+    for (i, looker) in lookers.iter().enumerate() {
+        let Ok(mut perception) = perceptions.get_mut(looker.entity) else {
             continue;
-        }
+        };
+        let nearest = &found[i * k..i * k + counts[i]];
+        look(config, now, looker, nearest, &mut perception);
         if let Some((other, d)) = perception.reach {
-            candidates.0.push((idx.0, other, d));
+            candidates.0.push((looker.idx, other, d));
         }
         stats.perceptions += perception.fresh.len() as u64;
-        if !config.emit_perception_events {
+        if !config.emit_perception_events || perception.fresh.is_empty() {
             continue;
         }
+        let position = Position {
+            x: looker.x,
+            y: looker.y,
+        };
+        let location = grid.location_at(&map.0, position.tile());
         for &(other, doing, distance) in &perception.fresh {
             let def = &defs.agents[other as usize];
             let block = (doing >> 8) as u16;
@@ -245,10 +331,10 @@ pub fn perceive(
             outbox.push(
                 clock.tick,
                 WorldEvent::Perceived {
-                    agent: idx.0,
+                    agent: looker.idx,
                     other,
                     activity: label.to_owned(),
-                    location: map.0.location_at(position.tile()),
+                    location,
                     distance,
                 },
             );
@@ -264,43 +350,61 @@ pub fn perceive(
     candidates.0.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
 }
 
-/// One agent's look around: the nearest few within the vision radius, those
-/// not perceived recently recorded as fresh, and the nearest free agent in
-/// talking reach.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the pieces of one agent's look, borrowed apart"
-)]
-fn look(
+/// Scans the grid for each of `lookers`: looker `i` gets `found[i * k..]`
+/// (`k` = attention) and `counts[i]`.
+fn scan_all(
     grid: &SpatialGrid,
     config: &SimConfig,
+    lookers: &[Looker],
+    found: &mut [Found],
+    counts: &mut [usize],
+) {
+    let k = config.attention;
+    for ((looker, found), count) in lookers
+        .iter()
+        .zip(found.chunks_mut(k))
+        .zip(counts.iter_mut())
+    {
+        *count = nearest(grid, config.vision_radius, looker, found);
+    }
+}
+
+/// The nearest others within `radius` of `looker`, at most `out.len()`,
+/// nearest first (ties by agent, so the result never depends on the grid's
+/// order), into `out`; returns how many.
+fn nearest(grid: &SpatialGrid, radius: f32, looker: &Looker, out: &mut [Found]) -> usize {
+    // keep only the nearest few while scanning (insertion into a short sorted
+    // list): a crowded room holds dozens, and attention takes three
+    let k = out.len();
+    let mut len = 0;
+    grid.near(looker.x, looker.y, radius, |s, d| {
+        if s.idx == looker.idx {
+            return;
+        }
+        let closer = |e: &Found| e.0 < d || (e.0 == d && e.1.idx < s.idx);
+        let at = out[..len].iter().take_while(|e| closer(e)).count();
+        if at < k {
+            let end = len.min(k - 1);
+            out.copy_within(at..end, at + 1);
+            out[at] = (d, *s);
+            len = (len + 1).min(k);
+        }
+    });
+    len
+}
+
+/// One agent's look around, from the nearest few it found: those not
+/// perceived recently recorded as fresh, and the nearest free agent in
+/// talking reach.
+fn look(
+    config: &SimConfig,
     now: u64,
-    me: u32,
-    position: &Position,
-    talk: &Talk,
-    nearest: &mut Vec<(f32, Seen)>,
+    looker: &Looker,
+    nearest: &[Found],
     perception: &mut Perception,
 ) {
     perception.fresh.clear();
     perception.reach = None;
-    // keep only the nearest few while scanning (insertion into a short sorted
-    // list): a crowded room holds dozens, and attention takes three
-    let k = config.attention;
-    nearest.clear();
-    grid.near(position.x, position.y, config.vision_radius, |s, d| {
-        if s.idx == me || k == 0 {
-            return;
-        }
-        // ties by agent so the result never depends on the grid's order
-        let closer = |e: &(f32, Seen)| e.0 < d || (e.0 == d && e.1.idx < s.idx);
-        let at = nearest.iter().take_while(|e| closer(e)).count();
-        if at < k {
-            if nearest.len() == k {
-                nearest.pop();
-            }
-            nearest.insert(at, (d, *s));
-        }
-    });
     if nearest.is_empty() {
         return;
     }
@@ -310,13 +414,13 @@ fn look(
         perception.recent.retain(|r| r.2 >= horizon);
     }
     // the nearest free agent within reach is who one would talk to
-    if talk.conversation.is_none() {
+    if !looker.talking {
         perception.reach = nearest
             .iter()
             .find(|(d, o)| o.free && *d <= config.talk_radius)
             .map(|(d, o)| (o.idx, *d));
     }
-    for (d, other) in nearest.iter() {
+    for (d, other) in nearest {
         if perception
             .recent
             .iter()
@@ -645,6 +749,26 @@ mod tests {
             location: 0,
             free: true,
         }
+    }
+
+    #[test]
+    fn location_lookup_agrees_with_the_map() {
+        let map = Arc::new(WorldMap::generate(60, 50, 12, 3));
+        let mut g = SpatialGrid::default();
+        g.index_locations(&map);
+        let mut inside = 0;
+        for y in 0..map.height + 2 {
+            for x in 0..map.width + 2 {
+                let t = Tile::new(x, y);
+                assert_eq!(g.location_at(&map, t), map.location_at(t), "{t:?}");
+                inside += usize::from(map.location_at(t).is_some());
+            }
+        }
+        assert!(inside > 0);
+        // another map is not looked up in this one's index
+        let other = Arc::new(WorldMap::generate(60, 50, 5, 4));
+        let t = other.locations[4].rect.center();
+        assert_eq!(g.location_at(&other, t), Some(4));
     }
 
     #[test]
