@@ -372,7 +372,7 @@ impl MemoryStream {
                     return;
                 }
                 let bond = self.bonds.get(&(*agent, *other)).copied();
-                let novelty = self.novelty(*agent, &related, now);
+                let novelty = self.novelty(*agent, &related);
                 let importance = mind.importance(&ImportanceInput {
                     kind: MemoryKind::Observation,
                     bond,
@@ -532,7 +532,7 @@ impl MemoryStream {
                 .collect();
             let novelty = related
                 .iter()
-                .map(|r| self.novelty(me, r, now))
+                .map(|r| self.novelty(me, r))
                 .fold(0.0f32, f32::max);
             let importance = mind.importance(&ImportanceInput {
                 kind: MemoryKind::Conversation,
@@ -577,7 +577,7 @@ impl MemoryStream {
     /// How new `other` is to `agent` today: 1 if no memory of today's is
     /// about them, falling with each one that is (a count kept as memories
     /// are made, so this is O(1) however long the agent's history).
-    fn novelty(&self, agent: u32, other: &str, _now: GameSeconds) -> f32 {
+    fn novelty(&self, agent: u32, other: &str) -> f32 {
         let Some(a) = self.agents.get(agent as usize) else {
             return 0.0;
         };
