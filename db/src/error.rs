@@ -121,6 +121,29 @@ impl From<tokio_postgres::Error> for DbError {
 }
 
 impl DbError {
+    /// Whether the failure is the database being away or busy (worth
+    /// retrying: a restart, a cut connection, a full pool, a serialization
+    /// conflict) rather than the data being wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Postgres(pg) => match pg.as_db_error() {
+                None => true,
+                Some(db) => {
+                    let code = db.code().code();
+                    // 08: connection exception; 57P0x: shutdown, crash, cannot
+                    // connect now; 53: insufficient resources; 40001, 40P01
+                    code.starts_with("08")
+                        || code.starts_with("57P0")
+                        || code.starts_with("53")
+                        || code == "40001"
+                        || code == "40P01"
+                }
+            },
+            _ => false,
+        }
+    }
+
     /// The violated constraint's name, when this error is a violation.
     pub fn constraint(&self) -> Option<&str> {
         match self {

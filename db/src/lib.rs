@@ -15,8 +15,10 @@
 //! - [`game_time`]: game seconds ↔ the `timestamp` columns of game time.
 //! - [`lore`]: world lore documents and chunks, synced by content hash;
 //!   hybrid (full text + vector, reciprocal rank fusion) search.
-//! - [`writer`]: the write-behind commit: a batch of coalesced state rows,
-//!   appended rows and its checkpoint in one transaction.
+//! - [`writer`]: the write-behind writer: batches of coalesced state rows,
+//!   appended rows and their checkpoint, each in one transaction, committed
+//!   by a task that survives outages and never drops an appended row.
+//! - [`lease`]: world ownership (an advisory lock and a fencing token).
 //! - [`error`]: the crate's error type, which names violated constraints.
 
 pub mod agents;
@@ -25,6 +27,7 @@ pub mod cluster;
 pub mod connect;
 pub mod error;
 pub mod game_time;
+pub mod lease;
 pub mod lore;
 pub mod memories;
 pub mod migrate;

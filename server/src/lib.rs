@@ -4,6 +4,8 @@
 //! - [`cli`]: the `hearth` command line (clap) and what each command does.
 //! - [`content`]: agent files and Tiled maps: formats, validation, the compiled [`content::Content`].
 //! - [`serve`]: `hearth serve`, the long-running server.
+//! - [`persist`]: the write-behind pipeline from the world's snapshots to
+//!   the database writer.
 //! - [`shutdown`]: the signals that stop it gracefully.
 //! - [`simulate`]: `hearth simulate`, the headless run and its report.
 //! - [`telemetry`]: logging setup.
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod content;
 pub mod memories;
 pub mod mind;
+pub mod persist;
 pub mod serve;
 pub mod shutdown;
 pub mod simulate;

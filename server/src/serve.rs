@@ -1,9 +1,11 @@
-//! `hearth serve`: bring the database to the binary's schema, open the world
-//! (registering its agents and syncing its lore), run the simulation on its
-//! own thread with the memory service beside it, and stop on shutdown. Later
-//! parts (the WebSocket hub, the write-behind writer) start here. Touches the
-//! database through `hearth-db`, the world through its runner, memories
-//! through the memory service.
+//! `hearth serve`: bring the database to the binary's schema, take the
+//! world's lease (one process per world), open the world (registering its
+//! agents and syncing its lore), resume it from its last checkpoint or
+//! start it from the designer's files, run the simulation on its own thread
+//! with the memory service and the write-behind pipeline beside it, and on
+//! shutdown take a final checkpoint. Later parts (the WebSocket hub) start
+//! here. Touches the database through `hearth-db`, the world through its
+//! runner, memories through the memory service.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,7 +15,9 @@ use std::time::Duration;
 use hearth_db::agents::{self, AgentRow};
 use hearth_db::check::{self, CheckError};
 use hearth_db::connect::{self, DatabaseTarget};
+use hearth_db::lease::{self, Lease, LeaseError};
 use hearth_db::migrate::{self, MigrationState};
+use hearth_db::writer::{self as db_writer, WriterError, WriterOptions};
 use hearth_db::{DbError, Migrations, Pool, lore as lore_db, worlds};
 use tracing::{info, warn};
 
@@ -22,10 +26,12 @@ use crate::mind::embed::{self, EmbedConfig, EmbedError, Embedder};
 use crate::mind::lore;
 use crate::mind::service::{MemoryService, ServiceError, Store};
 use crate::mind::stream::{MemoryStream, StreamConfig};
+use crate::persist::{self as pipeline, SharedFeed};
 use crate::simulate::Timing;
-use crate::world::mind::RuleMind;
+use crate::world::mind::{Mind, RuleMind};
+use crate::world::persist::PersistError;
 use crate::world::runner;
-use crate::world::{Sim, SimConfig};
+use crate::world::{Command, Saved, Sim, SimConfig};
 
 /// What `serve` runs, with the defaults of the demo world.
 #[derive(Debug, Clone)]
@@ -44,6 +50,11 @@ pub struct ServeOptions {
     pub home: PathBuf,
     /// World lore (Markdown and text), synced into the database at start.
     pub lore: PathBuf,
+    /// How often the world's changes are committed (a checkpoint each).
+    pub flush_interval: Duration,
+    /// Appended rows (memories, messages) waiting to be written beyond which
+    /// the server reports itself backlogged and holds new ones back.
+    pub max_backlog: usize,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +67,8 @@ impl Default for ServeOptions {
             embed: EmbedConfig::default(),
             home: PathBuf::from(".hearth"),
             lore: PathBuf::from("assets/lore"),
+            flush_interval: Duration::from_secs(1),
+            max_backlog: 1_000_000,
         }
     }
 }
@@ -74,12 +87,28 @@ pub enum ServeError {
     Memories(#[from] ServiceError),
     #[error("lore: {0}")]
     Lore(#[from] lore::LoreError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("cannot resume world '{world}' from its last checkpoint: {error}")]
+    Resume { world: String, error: PersistError },
+    #[error("write-behind writer: {0}")]
+    Writer(#[from] WriterError),
+    #[error("the write-behind writer stopped unexpectedly; the world is no longer persisted")]
+    WriterStopped,
 }
 
 impl From<DbError> for ServeError {
     fn from(e: DbError) -> Self {
         ServeError::Check(CheckError::from(e))
     }
+}
+
+/// The database side of a running world.
+struct Persisting {
+    writer: db_writer::Writer,
+    writer_task: tokio::task::JoinHandle<Result<db_writer::WriterReport, WriterError>>,
+    feed: SharedFeed,
+    converter: tokio::task::JoinHandle<pipeline::PersistReport>,
 }
 
 /// Runs the server until `shutdown` resolves. Without a database (`db` is
@@ -93,26 +122,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let embedder = embed::from_config(&options.embed, &options.home)?;
     let dim = embed::resolve_dim(embedder.as_ref()).await?;
-    let store = match db {
-        Some((target, migrations)) => {
-            let (pool, world) =
-                open_database(target, migrations, &options, embedder.model(), dim).await?;
-            let agent_ids = register_agents(&pool, world.id, &content.agents).await?;
-            sync_lore(&pool, world.id, &options.lore, embedder.clone()).await?;
-            Some(Store {
-                pool,
-                world_id: world.id,
-                dim: world.embedding_dim,
-                agent_ids,
-            })
-        }
-        None => {
-            info!("running without a database (--no-db): nothing will be persisted");
-            None
-        }
-    };
-    let pool = store.as_ref().map(|s| s.pool.clone());
-
+    let mind: Arc<dyn Mind> = Arc::new(RuleMind);
     let stream = MemoryStream::new(
         StreamConfig {
             dim,
@@ -122,24 +132,120 @@ pub async fn run(
         &content.map,
     );
     let defs = content.agents.clone();
-    let sim = Sim::new(content, sim_config);
+    let tick_rate = u64::from(sim_config.tick_rate.max(1));
+
+    let (mut sim, store, persisting) = match db {
+        Some((target, migrations)) => {
+            let (pool, world, config) =
+                open_database(target, migrations, &options, embedder.model(), dim).await?;
+            // before anything is written: one process per world
+            let lease =
+                Lease::acquire(&config, world.id, &world.slug, &lease::this_process()).await?;
+            let agent_ids = register_agents(&pool, world.id, &content.agents).await?;
+            sync_lore(&pool, world.id, &options.lore, embedder.clone()).await?;
+            let saved = {
+                let client = pool.get().await.map_err(DbError::from)?;
+                db_writer::load_saved(&client, world.id).await?
+            };
+            let sim = match saved {
+                Some((checkpoint, agents)) => {
+                    let saved = Saved {
+                        world: checkpoint.state.unwrap_or_default(),
+                        agents: agents.into_iter().collect(),
+                    };
+                    let (sim, report) = Sim::restore(content, sim_config, mind.clone(), &saved)
+                        .map_err(|error| ServeError::Resume {
+                            world: world.slug.clone(),
+                            error,
+                        })?;
+                    info!(
+                        tick = checkpoint.tick,
+                        game_time = %sim.clock().label(),
+                        restored = report.restored,
+                        fresh = report.fresh,
+                        dropped = report.dropped,
+                        replanned = report.replanned,
+                        "world resumed from its last checkpoint"
+                    );
+                    sim
+                }
+                None => {
+                    info!("new world: starting from the designer's files");
+                    Sim::with_mind(content, sim_config, mind.clone())
+                }
+            };
+            let (writer, writer_task) = db_writer::spawn(
+                pool.clone(),
+                Some(lease),
+                WriterOptions {
+                    max_backlog: options.max_backlog,
+                    ..WriterOptions::default()
+                },
+            );
+            let open = sim
+                .world()
+                .resource::<crate::world::conversation::Conversations>()
+                .active
+                .clone();
+            let (feed, converter) = pipeline::spawn(
+                pipeline::Context {
+                    world_id: world.id,
+                    agent_ids: Arc::new(agent_ids.clone()),
+                    defs: sim.defs().clone(),
+                    map: sim.map().clone(),
+                },
+                writer.clone(),
+                &open,
+            );
+            let store = Store {
+                pool,
+                world_id: world.id,
+                dim: world.embedding_dim,
+                agent_ids,
+                writer: Some(writer.clone()),
+            };
+            (
+                sim,
+                Some(store),
+                Some(Persisting {
+                    writer,
+                    writer_task,
+                    feed,
+                    converter,
+                }),
+            )
+        }
+        None => {
+            info!("running without a database (--no-db): nothing will be persisted");
+            (
+                Sim::with_mind(content, sim_config, mind.clone()),
+                None,
+                None,
+            )
+        }
+    };
+    let pool = store.as_ref().map(|s| s.pool.clone());
+    if persisting.is_some() {
+        let every = (options.flush_interval.as_secs_f64() * tick_rate as f64).round() as u64;
+        sim.persist_every(every.max(1));
+    }
     info!(
         agents = sim.agent_count(),
         locations = sim.map().locations.len(),
+        tick = sim.clock().tick,
         "world loaded"
     );
-    let (memories, remembering) = MemoryService::start(
-        stream,
-        &defs,
-        Arc::new(RuleMind),
-        embedder,
-        store,
-        sim.clock().seconds,
-    )
-    .await?;
+    let (memories, remembering) =
+        MemoryService::start(stream, &defs, mind, embedder, store, sim.clock().seconds).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Duration, usize)>(1024);
     let feed = memories.clone();
+    let world_feed = persisting.as_ref().map(|p| p.feed.clone());
     let world = runner::spawn(sim, move |mut out| {
+        if let Some(f) = &world_feed
+            && let Ok(mut f) = f.lock()
+        {
+            f.tick(&mut out);
+        }
         let events = std::mem::take(&mut out.events);
         let count = events.len();
         // unbounded and never blocking: the world never waits for memory
@@ -149,35 +255,147 @@ pub async fn run(
     })
     .map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
+    let throttle = persisting
+        .as_ref()
+        .map(|p| tokio::spawn(throttle(p.writer.clone(), world.sender())));
 
-    shutdown.await;
+    // run until asked to stop, or until the world is lost to another process
+    let mut persisting = persisting;
+    let mut lost = None;
+    match persisting.as_mut() {
+        Some(p) => {
+            tokio::select! {
+                () = shutdown => {}
+                done = &mut p.writer_task => {
+                    lost = Some(match done {
+                        Ok(Err(e)) => ServeError::Writer(e),
+                        Ok(Ok(_)) | Err(_) => ServeError::WriterStopped,
+                    });
+                }
+            }
+        }
+        None => shutdown.await,
+    }
+    if let Some(t) = throttle {
+        t.abort();
+    }
     let sim = tokio::task::spawn_blocking(move || world.stop())
         .await
         .ok()
         .flatten();
     reporter.abort();
-    if let Some(sim) = sim {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
+    let mut final_tick = None;
+    if let Some(mut sim) = sim {
         info!(tick = sim.clock().tick, game_time = %sim.clock().label(), "world stopped");
+        if let Some(p) = persisting.as_ref()
+            && lost.is_none()
+        {
+            final_tick = Some(sim.clock().tick);
+            let snapshot = sim.full_snapshot();
+            // the world's thread is gone, and its handle on the feed with it
+            let mut feed = match p.feed.lock() {
+                Ok(f) => f,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(s) = snapshot {
+                feed.push(s);
+            }
+        }
     }
     // the world's feed is gone with its thread; the last handle ends the service
     drop(memories);
-    match tokio::time::timeout(Duration::from_secs(10), remembering).await {
+    match tokio::time::timeout_at(deadline, remembering).await {
         Ok(Ok(stats)) => info!(
             observations = stats.stream.observations,
             conversations = stats.stream.conversations,
             reflections = stats.stream.reflections,
             embedded = stats.embedded,
-            written = stats.written,
-            "memories saved"
+            "memories handed to the writer"
         ),
         Ok(Err(e)) => warn!(error = %e, "the memory service failed"),
-        Err(_) => warn!("memories still being written after 10 s; stopping anyway"),
+        Err(_) => warn!("memories still being prepared at the deadline; stopping anyway"),
+    }
+    if let Some(p) = persisting {
+        let Persisting {
+            writer,
+            writer_task,
+            feed,
+            converter,
+        } = p;
+        drop(writer);
+        if lost.is_none() {
+            // hand over what the feed holds, then close it
+            let mut held = match Arc::try_unwrap(feed) {
+                Ok(m) => Some(m.into_inner().unwrap_or_else(|p| p.into_inner())),
+                Err(_) => None,
+            };
+            if let Some(f) = held.as_mut()
+                && !matches!(tokio::time::timeout_at(deadline, f.flush()).await, Ok(true))
+            {
+                warn!("the final checkpoint could not be handed to the writer");
+            }
+            drop(held);
+            let _ = tokio::time::timeout_at(deadline, converter).await;
+            match tokio::time::timeout_at(deadline, writer_task).await {
+                Ok(Ok(Ok(report))) => {
+                    info!(
+                        commits = report.commits,
+                        rows = report.rows,
+                        checkpoint = ?report.last_tick,
+                        "final checkpoint written"
+                    );
+                    if report.last_tick.map(|t| t as u64) != final_tick {
+                        warn!(final_tick, written = ?report.last_tick,
+                            "the final checkpoint is not the world's last tick");
+                    }
+                }
+                Ok(Ok(Err(e))) => lost = Some(ServeError::Writer(e)),
+                Ok(Err(e)) => warn!(error = %e, "the writer task failed"),
+                Err(_) => warn!(
+                    "the writer did not finish within the shutdown deadline; \
+                     the world resumes from its last committed checkpoint"
+                ),
+            }
+        } else {
+            converter.abort();
+        }
     }
     if let Some(pool) = pool {
         pool.close();
     }
+    if let Some(e) = lost {
+        return Err(e);
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Holds back new memories and messages while the writer is backlogged.
+async fn throttle(writer: db_writer::Writer, world: std::sync::mpsc::Sender<Command>) {
+    let mut on = false;
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        let status = writer.status();
+        metrics::gauge!("hearth_writer_lag_seconds").set(status.lag_ms / 1000.0);
+        let backlogged = writer.backlogged();
+        if backlogged != on {
+            on = backlogged;
+            if on {
+                warn!(
+                    pending = status.pending_appends,
+                    limit = writer.max_backlog(),
+                    "writer backlogged: holding back new memories and conversations"
+                );
+            } else {
+                info!("writer caught up: memories and conversations resume");
+            }
+            if world.send(Command::Throttle(on)).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Registers the world's agents (inserted or updated from their files) and
@@ -308,7 +526,7 @@ async fn open_database(
     options: &ServeOptions,
     embedding_model: &str,
     embedding_dim: usize,
-) -> Result<(Pool, worlds::World), ServeError> {
+) -> Result<(Pool, worlds::World, tokio_postgres::Config), ServeError> {
     let config = target.config().await?;
     let description = connect::describe(&config);
     info!(database = %description, "connecting");
@@ -338,7 +556,7 @@ async fn open_database(
     }
     drop(client);
 
-    let pool = connect::pool(config, options.pool_size)?;
+    let pool = connect::pool(config.clone(), options.pool_size)?;
     let world = {
         let client = pool.get().await.map_err(DbError::from)?;
         worlds::ensure(
@@ -357,5 +575,5 @@ async fn open_database(
         embedding_dim = world.embedding_dim,
         "world open; serving until SIGINT or SIGTERM"
     );
-    Ok((pool, world))
+    Ok((pool, world, config))
 }

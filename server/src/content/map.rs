@@ -28,7 +28,9 @@ use serde::Serialize;
 use super::tiled::{self, Layer, TiledMap};
 
 /// A tile coordinate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub struct Tile {
     pub x: u16,
     pub y: u16,

@@ -3,18 +3,21 @@
 //! it); embeds new memories off the world's thread, in batches with one
 //! request in flight; writes memories and then their embeddings to PostgreSQL
 //! in order through one writer task when there is a database; and answers
-//! retrieval queries. Touches the stream, the embedder and `hearth-db`'s
-//! memory tables; never the ECS world.
+//! retrieval queries. Rows go through the write-behind writer (shared with
+//! the world's snapshots when the server runs one, else its own), which
+//! commits them with the next checkpoint. Touches the stream, the embedder
+//! and `hearth-db`'s memory tables and writer; never the ECS world.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_db::memories::{self, MemoryRow};
+use hearth_db::writer::{self as db_writer, Batch, WriterOptions};
 use hearth_db::{DbError, Pool, game_time};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::content::AgentDef;
 use crate::mind::embed::{EmbedError, Embedder};
@@ -40,6 +43,9 @@ pub struct Store {
     pub dim: i32,
     /// The database id of each agent, by world index.
     pub agent_ids: Vec<i64>,
+    /// The write-behind writer to hand rows to; without one the service
+    /// starts its own (no lease) and stops it when it ends.
+    pub writer: Option<db_writer::Writer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +180,20 @@ impl MemoryService {
             None => (stream.seed(defs, mind.as_ref(), now), Vec::new()),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = store.as_ref().map(|s| Writer::spawn(s.clone()));
+        let writer = store.as_ref().map(|s| match &s.writer {
+            Some(w) => Writer {
+                handle: w.clone(),
+                own: None,
+            },
+            None => {
+                let (handle, task) =
+                    db_writer::spawn(s.pool.clone(), None, WriterOptions::default());
+                Writer {
+                    handle,
+                    own: Some(task),
+                }
+            }
+        });
         let mut task = Task {
             stream,
             mind,
@@ -265,11 +284,11 @@ impl Task {
                     // every handle dropped: the world has stopped
                     None => break,
                 },
-                _ = flush.tick() => self.flush(),
+                _ = flush.tick() => self.flush().await,
             }
             self.embed_next();
         }
-        self.flush();
+        self.flush().await;
         if let Some(writer) = self.writer.take() {
             let (written, failures) = writer.finish().await;
             self.stats.written = written;
@@ -337,7 +356,7 @@ impl Task {
                 stats.stream = self.stream.stats();
                 stats.embed_queue = self.queue.len();
                 if let Some(w) = &self.writer {
-                    stats.written = w.written();
+                    stats.written = w.handle.status().memories;
                 }
                 let _ = reply.send(stats);
             }
@@ -444,20 +463,30 @@ impl Task {
         });
     }
 
-    /// Hands what was accepted to the writer: new rows first, then the
-    /// embeddings (the writer keeps the order, so a row exists before its
-    /// vector is set).
-    fn flush(&mut self) {
+    /// Hands what was accepted to the writer: new rows, then the embeddings
+    /// (the writer applies them in that order, so a row exists before its
+    /// vector is set). Waits for room in the writer's channel, which it
+    /// drains continuously.
+    async fn flush(&mut self) {
         let Some(writer) = &self.writer else {
             self.to_write.clear();
             self.embeddings.clear();
             return;
         };
-        if !self.to_write.is_empty() {
-            writer.send(Write::Rows(std::mem::take(&mut self.to_write)));
+        if self.to_write.is_empty() && self.embeddings.is_empty() {
+            return;
         }
-        if !self.embeddings.is_empty() {
-            writer.send(Write::Embeddings(std::mem::take(&mut self.embeddings)));
+        let batch = Batch {
+            memories: std::mem::take(&mut self.to_write),
+            embeddings: std::mem::take(&mut self.embeddings),
+            ..Batch::default()
+        };
+        if let Err(lost) = writer.handle.send(batch).await {
+            self.stats.write_failures += 1;
+            warn!(
+                memories = lost.memories.len(),
+                "the writer has stopped; these memories stay in memory only"
+            );
         }
     }
 }
@@ -517,104 +546,30 @@ fn from_row(row: &MemoryRow) -> Option<(Memory, Option<Vec<f32>>)> {
     Some((memory, row.embedding.clone()))
 }
 
-/// What the writer does, in order.
-#[derive(Debug)]
-enum Write {
-    Rows(Vec<MemoryRow>),
-    Embeddings(Vec<(i64, i64, Vec<f32>)>),
-}
-
-/// One task that writes in the order it was handed work, retrying with
-/// backoff while the database is away (nothing accepted is dropped); a batch
-/// the database rejects as invalid is logged and skipped.
+/// The writer the service hands rows to, and its task when the service
+/// started it.
 #[derive(Debug)]
 struct Writer {
-    tx: mpsc::UnboundedSender<Write>,
-    written: Arc<std::sync::atomic::AtomicU64>,
-    handle: JoinHandle<u64>,
+    handle: db_writer::Writer,
+    own: Option<JoinHandle<Result<db_writer::WriterReport, db_writer::WriterError>>>,
 }
 
 impl Writer {
-    fn spawn(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
-        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let count = written.clone();
-        let handle = tokio::spawn(async move {
-            let mut failures = 0u64;
-            while let Some(work) = rx.recv().await {
-                let mut backoff = Duration::from_millis(200);
-                loop {
-                    match write(&store, &work).await {
-                        Ok(n) => {
-                            count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            debug!(rows = n, "memories written");
-                            break;
-                        }
-                        Err(e) if transient(&e) => {
-                            warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
-                                "database unavailable; memories kept and retried");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            warn!(error = %e, work = ?kind(&work), "memories rejected by the database; batch skipped");
-                            break;
-                        }
-                    }
-                }
-            }
-            failures
-        });
-        Self {
-            tx,
-            written,
-            handle,
-        }
-    }
-
-    fn send(&self, work: Write) {
-        let _ = self.tx.send(work);
-    }
-
-    fn written(&self) -> u64 {
-        self.written.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Writes what is queued and stops; (rows written, batches rejected).
+    /// Lets go of the writer (waiting for its own one to commit and stop);
+    /// (memories written, batches that failed).
     async fn finish(self) -> (u64, u64) {
-        drop(self.tx);
-        let failures = self.handle.await.unwrap_or(0);
-        (
-            self.written.load(std::sync::atomic::Ordering::Relaxed),
-            failures,
-        )
-    }
-}
-
-fn kind(work: &Write) -> (&'static str, usize) {
-    match work {
-        Write::Rows(r) => ("rows", r.len()),
-        Write::Embeddings(e) => ("embeddings", e.len()),
-    }
-}
-
-async fn write(store: &Store, work: &Write) -> Result<u64, DbError> {
-    let client = store.pool.get().await?;
-    match work {
-        Write::Rows(rows) => memories::copy_in(&client, rows).await,
-        Write::Embeddings(e) => {
-            memories::set_embeddings(&client, store.world_id, store.dim, e).await
+        let status = self.handle.status();
+        drop(self.handle);
+        match self.own {
+            Some(task) => match task.await {
+                Ok(Ok(report)) => (report.memories, 0),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "memory writer stopped");
+                    (status.memories, 1)
+                }
+                Err(_) => (status.memories, 1),
+            },
+            None => (status.memories, 0),
         }
-    }
-}
-
-/// Whether a failure is the database being away (retry) rather than the data
-/// being wrong (skip).
-fn transient(e: &DbError) -> bool {
-    match e {
-        DbError::Pool(_) => true,
-        DbError::Postgres(pg) => pg.is_closed() || pg.as_db_error().is_none(),
-        _ => false,
     }
 }

@@ -432,6 +432,7 @@ impl MemoryStream {
                 conversation,
                 speaker,
                 text,
+                ..
             } => {
                 if let Some(t) = self.talks.get_mut(conversation) {
                     t.lines.push((*speaker, text.clone()));
@@ -991,6 +992,7 @@ mod tests {
                 1,
                 WorldEvent::Line {
                     conversation: id,
+                    turn: 0,
                     speaker: 0,
                     text: "Morning! The rye came out well.".into(),
                 },
@@ -1008,6 +1010,7 @@ mod tests {
                 1,
                 WorldEvent::Line {
                     conversation: id,
+                    turn: 1,
                     speaker: 1,
                     text: "It smells wonderful.".into(),
                 },

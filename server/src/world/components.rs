@@ -3,16 +3,18 @@
 //! ([`Defs`](super::Defs)); components hold only what changes. Pure data.
 
 use bevy_ecs::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::content::{LocationId, Tile};
 
 /// Which agent this is: its index in the content's agent list (sorted by id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Component, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Component, Serialize, Deserialize,
+)]
 pub struct AgentIdx(pub u32);
 
 /// Where the agent stands, in tiles (fractions while walking).
-#[derive(Debug, Clone, Copy, PartialEq, Component, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Component, Serialize, Deserialize)]
 pub struct Position {
     pub x: f32,
     pub y: f32,
@@ -39,7 +41,7 @@ impl Position {
 }
 
 /// Eight compass directions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Component, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Component, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Facing {
     N,
@@ -88,7 +90,7 @@ impl Facing {
 }
 
 /// What the agent's schedule says it should be doing now.
-#[derive(Debug, Clone, PartialEq, Component, Serialize)]
+#[derive(Debug, Clone, PartialEq, Component, Serialize, Deserialize)]
 pub struct Activity {
     /// Index into the agent's schedule; `None` when no entry covers the time
     /// (free time) or a need overrides it.
@@ -104,7 +106,7 @@ pub struct Activity {
     pub sleep: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Override {
     /// Exhausted: goes home to rest.
@@ -114,8 +116,8 @@ pub enum Override {
 }
 
 /// A step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Walk to a tile of a location.
     GoTo { location: LocationId, tile: Tile },
@@ -123,7 +125,7 @@ pub enum Step {
     Perform { until: u64 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
     Active,
@@ -133,7 +135,7 @@ pub enum PlanStatus {
 
 /// What the agent actually follows, tick by tick: made by the mind from the
 /// current activity.
-#[derive(Debug, Clone, PartialEq, Component, Serialize)]
+#[derive(Debug, Clone, PartialEq, Component, Serialize, Deserialize)]
 pub struct Plan {
     /// Incremented for every new plan: the id the writer persists it under.
     pub id: u64,
@@ -153,7 +155,7 @@ impl Plan {
 }
 
 /// Walking state.
-#[derive(Debug, Clone, Default, PartialEq, Component)]
+#[derive(Debug, Clone, Default, PartialEq, Component, Serialize, Deserialize)]
 pub struct Movement {
     /// Where the agent is going, if anywhere.
     pub goal: Option<Tile>,
@@ -172,7 +174,7 @@ impl Movement {
 }
 
 /// Bodily and emotional state. Every value is clamped to its range.
-#[derive(Debug, Clone, Copy, PartialEq, Component, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Component, Serialize, Deserialize)]
 pub struct Needs {
     /// 0 (exhausted) .. 1 (rested).
     pub energy: f32,
@@ -213,7 +215,7 @@ impl Default for Needs {
 }
 
 /// What the agent perceived lately, so repeats are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Component)]
+#[derive(Debug, Clone, Default, PartialEq, Component, Serialize, Deserialize)]
 pub struct Perception {
     /// (other agent, what it was doing, game minute) of recent perceptions.
     pub recent: Vec<(u32, u32, u64)>,
@@ -225,7 +227,7 @@ pub struct Perception {
 }
 
 /// Conversation state.
-#[derive(Debug, Clone, Default, PartialEq, Component)]
+#[derive(Debug, Clone, Default, PartialEq, Component, Serialize, Deserialize)]
 pub struct Talk {
     /// The conversation the agent is in.
     pub conversation: Option<u64>,
@@ -245,7 +247,7 @@ impl Talk {
 }
 
 /// How this agent feels about one other agent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Relationship {
     pub target: u32,
     pub kind: String,
@@ -259,7 +261,7 @@ pub struct Relationship {
 }
 
 /// An agent's relationships, sorted by target.
-#[derive(Debug, Clone, Default, PartialEq, Component)]
+#[derive(Debug, Clone, Default, PartialEq, Component, Serialize, Deserialize)]
 pub struct Relationships(pub Vec<Relationship>);
 
 impl Relationships {

@@ -20,7 +20,7 @@ use super::{AgentIndex, Defs, MapRes, MindRes, SimConfig, Stats};
 use crate::content::LocationId;
 
 /// A conversation under way.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conversation {
     pub id: u64,
     /// Agents, in speaking order.
@@ -244,6 +244,7 @@ pub fn advance_conversations(
             clock.tick,
             WorldEvent::Line {
                 conversation: conv.id,
+                turn: conv.turns,
                 speaker,
                 text,
             },

@@ -40,6 +40,8 @@ pub enum WorldEvent {
     },
     Line {
         conversation: u64,
+        /// Lines said before this one in the conversation (0 for the first).
+        turn: u32,
         speaker: u32,
         text: String,
     },
@@ -85,6 +87,10 @@ pub enum Command {
     /// Stop advancing game time and agents (the world still accepts commands).
     Pause,
     Resume,
+    /// Slow what makes new memories and messages (perception and new
+    /// conversations stop; everything else goes on) while the writer is
+    /// backlogged, or end that.
+    Throttle(bool),
 }
 
 #[derive(Debug, Default, Resource)]
@@ -96,14 +102,28 @@ pub struct Inbox {
 #[derive(Debug, Default, Resource)]
 pub struct Paused(pub bool);
 
+/// Whether new memories and messages are being held back.
+#[derive(Debug, Default, Resource)]
+pub struct Throttled(pub bool);
+
 /// Applies inbound commands.
-pub fn apply_inbox(mut inbox: ResMut<Inbox>, mut paused: ResMut<Paused>) {
+pub fn apply_inbox(
+    mut inbox: ResMut<Inbox>,
+    mut paused: ResMut<Paused>,
+    mut throttled: ResMut<Throttled>,
+) {
     for command in inbox.commands.drain(..) {
         match command {
             Command::Pause => paused.0 = true,
             Command::Resume => paused.0 = false,
+            Command::Throttle(on) => throttled.0 = on,
         }
     }
+}
+
+/// Run condition: new memories and messages are not being held back.
+pub fn unthrottled(throttled: Res<Throttled>) -> bool {
+    !throttled.0
 }
 
 /// Run condition: the world is not paused.

@@ -25,6 +25,8 @@
 //!   [`conversation`], [`relationship`], [`needs`]: one system each (or two).
 //! - [`mind`]: the [`Mind`](mind::Mind) trait and the rule-based mind.
 //! - [`events`]: inbound commands and outbound events.
+//! - [`persist`]: the snapshots handed to the write-behind writer, and the
+//!   saved state a world resumes from.
 //! - [`runner`]: the world on its own thread at a fixed tick rate.
 
 pub mod clock;
@@ -36,6 +38,7 @@ pub mod movement;
 pub mod needs;
 pub mod path;
 pub mod perception;
+pub mod persist;
 pub mod plan;
 pub mod relationship;
 pub mod rng;
@@ -168,7 +171,7 @@ impl std::fmt::Debug for MindRes {
 pub struct AgentIndex(pub Vec<Entity>);
 
 /// Counters since the world started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Resource, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Resource, Serialize, serde::Deserialize)]
 pub struct Stats {
     pub activity_changes: u64,
     pub plans_made: u64,
@@ -201,6 +204,29 @@ fn bound_outbox(config: Res<SimConfig>, mut outbox: ResMut<Outbox>, mut stats: R
 pub struct Sim {
     world: World,
     schedule: Schedule,
+    /// The snapshot system alone, for a final checkpoint between ticks.
+    final_snapshot: Schedule,
+}
+
+/// What a world resumes from: the checkpoint's world state and each agent's
+/// saved components, by slug.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    pub world: Vec<u8>,
+    pub agents: std::collections::HashMap<String, Vec<u8>>,
+}
+
+/// How a restore went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Agents put back as saved.
+    pub restored: usize,
+    /// Agents with nothing saved (new in the files): they start fresh.
+    pub fresh: usize,
+    /// Saved agents no longer in the files.
+    pub dropped: usize,
+    /// Agents that plan afresh because the map changed.
+    pub replanned: usize,
 }
 
 impl std::fmt::Debug for Sim {
@@ -302,6 +328,8 @@ impl Sim {
         world.insert_resource(Outbox::default());
         world.insert_resource(Inbox::default());
         world.insert_resource(events::Paused::default());
+        world.insert_resource(events::Throttled::default());
+        world.insert_resource(persist::Persistence::default());
         world.insert_resource(PathQueue::default());
         world.insert_resource(SpatialGrid::default());
         world.insert_resource(TalkCandidates::default());
@@ -342,13 +370,16 @@ impl Sim {
                 .in_set(SimSet::Path)
                 .run_if(events::running),
             movement::walk.in_set(SimSet::Move).run_if(events::running),
-            (perception::index_positions, perception::perceive)
+            (
+                perception::index_positions,
+                perception::perceive.run_if(events::unthrottled),
+            )
                 .chain()
                 .in_set(SimSet::Perceive)
                 .run_if(events::running),
             (
                 conversation::advance_conversations,
-                conversation::start_conversations,
+                conversation::start_conversations.run_if(events::unthrottled),
             )
                 .chain()
                 .in_set(SimSet::Converse)
@@ -359,9 +390,194 @@ impl Sim {
             needs::update_needs
                 .in_set(SimSet::Needs)
                 .run_if(events::running),
-            bound_outbox.in_set(SimSet::Outbound),
+            (
+                bound_outbox,
+                persist::snapshot.run_if(persist::snapshot_due),
+            )
+                .chain()
+                .in_set(SimSet::Outbound),
         ));
-        Self { world, schedule }
+        let mut final_snapshot = Schedule::default();
+        final_snapshot.set_executor(SingleThreadedExecutor::new());
+        final_snapshot.add_systems(persist::snapshot);
+        Self {
+            world,
+            schedule,
+            final_snapshot,
+        }
+    }
+
+    /// A world of `content` put back in the state `saved` holds (agents
+    /// matched by slug; see [`persist`]). Agents without saved state start
+    /// fresh; saved agents no longer in `content` are left out. The seed is
+    /// the saved world's, whatever `config` says.
+    pub fn restore(
+        content: Content,
+        mut config: SimConfig,
+        mind: Arc<dyn Mind>,
+        saved: &Saved,
+    ) -> Result<(Self, RestoreReport), persist::PersistError> {
+        let state = persist::decode_world(&saved.world)?;
+        if config.seed != state.seed {
+            tracing::info!(
+                configured = config.seed,
+                saved = state.seed,
+                "resuming with the saved world's seed"
+            );
+        }
+        config.seed = state.seed;
+        let mut sim = Self::with_mind(content, config, mind);
+        let mut report = RestoreReport::default();
+        let slugs: std::collections::HashMap<String, u32> = sim
+            .defs()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.file.id.clone(), i as u32))
+            .collect();
+        let map: Vec<Option<u32>> = state
+            .agents
+            .iter()
+            .map(|slug| slugs.get(slug).copied())
+            .collect();
+        let same_agents =
+            map.iter().enumerate().all(|(i, m)| *m == Some(i as u32)) && map.len() == slugs.len();
+        let locations: Vec<&str> = sim
+            .map()
+            .locations
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        let same_map = state.locations.iter().map(String::as_str).eq(locations);
+        let entities = sim.world.resource::<AgentIndex>().0.clone();
+        for (i, def) in sim.defs().clone().iter().enumerate() {
+            let Some(blob) = saved.agents.get(&def.file.id) else {
+                report.fresh += 1;
+                continue;
+            };
+            let mut agent = persist::decode_agent(blob)?;
+            if !same_agents {
+                persist::remap_agent(&mut agent, &map);
+            }
+            let mut entity = sim.world.entity_mut(entities[i]);
+            if !same_map {
+                // locations are ids into the map: plans made on the old map
+                // mean nothing on the new one, so the agent plans afresh
+                // where it stands
+                report.replanned += 1;
+            } else {
+                entity.insert((agent.activity, agent.plan, agent.movement));
+            }
+            entity.insert((
+                agent.position,
+                agent.facing,
+                agent.needs,
+                agent.perception,
+                agent.talk,
+                agent.relationships,
+            ));
+            report.restored += 1;
+        }
+        report.dropped = state
+            .agents
+            .iter()
+            .filter(|s| !slugs.contains_key(*s))
+            .count();
+        {
+            let mut clock = sim.world.resource_mut::<GameClock>();
+            clock.tick = state.tick;
+            clock.seconds = state.seconds;
+        }
+        sim.world.resource_mut::<events::Paused>().0 = state.paused;
+        *sim.world.resource_mut::<Stats>() = state.stats;
+        let to = |i: u32| map.get(i as usize).copied().flatten();
+        let mut active = Vec::with_capacity(state.conversations.len());
+        for mut c in state.conversations {
+            c.participants = c.participants.iter().filter_map(|&p| to(p)).collect();
+            if c.participants.len() >= 2 {
+                active.push(c);
+            }
+        }
+        // an agent whose conversation did not survive the restore is free
+        let live: std::collections::HashSet<u64> = active.iter().map(|c| c.id).collect();
+        for &e in &entities {
+            if let Some(mut talk) = sim.world.get_mut::<Talk>(e)
+                && talk.conversation.is_some_and(|c| !live.contains(&c))
+            {
+                talk.conversation = None;
+            }
+        }
+        {
+            let mut conversations = sim.world.resource_mut::<Conversations>();
+            conversations.active = active;
+            conversations.next_id = state.next_conversation;
+        }
+        let queue: Vec<Entity> = state
+            .path_queue
+            .iter()
+            .filter_map(|&i| to(i))
+            .filter_map(|i| entities.get(i as usize).copied())
+            .collect();
+        sim.world.resource_mut::<PathQueue>().replace(queue);
+        sim.age_components();
+        Ok((sim, report))
+    }
+
+    /// Makes every agent's components look unchanged to systems that have
+    /// not run yet. A restored world's components were all just inserted,
+    /// and systems driven by change detection (planning reacts to a changed
+    /// activity) would otherwise act on every agent at the first tick, where
+    /// the world that was saved did not: the changes are dated as old as
+    /// change detection reaches, which a new system's first run does not see.
+    fn age_components(&mut self) {
+        use bevy_ecs::change_detection::{DetectChangesMut, MAX_CHANGE_AGE, Tick};
+        let old = Tick::new(self.world.change_tick().get().wrapping_sub(MAX_CHANGE_AGE));
+        let mut agents = self.world.query::<(
+            &mut Position,
+            &mut Facing,
+            &mut Activity,
+            &mut Plan,
+            &mut Movement,
+            &mut Needs,
+            &mut Perception,
+            &mut Talk,
+            &mut Relationships,
+        )>();
+        for (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h, mut i) in
+            agents.iter_mut(&mut self.world)
+        {
+            a.set_last_added(old);
+            b.set_last_added(old);
+            c.set_last_added(old);
+            d.set_last_added(old);
+            e.set_last_added(old);
+            f.set_last_added(old);
+            g.set_last_added(old);
+            h.set_last_added(old);
+            i.set_last_added(old);
+        }
+    }
+
+    /// Takes a snapshot every `every` ticks from now on (0: never), the
+    /// first one of every agent.
+    pub fn persist_every(&mut self, every: u64) {
+        let next = self.clock().tick;
+        let mut p = self.world.resource_mut::<persist::Persistence>();
+        p.every = every;
+        p.next_due = next;
+        p.full = true;
+    }
+
+    /// The snapshot taken at this tick, if one was.
+    pub fn take_snapshot(&mut self) -> Option<persist::WorldSnapshot> {
+        self.world.resource_mut::<persist::Persistence>().out.take()
+    }
+
+    /// A snapshot of every agent now, merged into one not yet taken (for a
+    /// final checkpoint).
+    pub fn full_snapshot(&mut self) -> Option<persist::WorldSnapshot> {
+        self.world.resource_mut::<persist::Persistence>().full = true;
+        self.final_snapshot.run(&mut self.world);
+        self.take_snapshot()
     }
 
     /// Runs one tick.

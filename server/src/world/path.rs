@@ -33,6 +33,16 @@ impl PathQueue {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+
+    /// The waiting agents, in turn order.
+    pub fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.queue.iter().copied()
+    }
+
+    /// Replaces the queue (a world restored from a checkpoint).
+    pub fn replace(&mut self, entities: impl IntoIterator<Item = Entity>) {
+        self.queue = entities.into_iter().collect();
+    }
 }
 
 const STRAIGHT: u32 = 10;

@@ -27,6 +27,8 @@ pub struct TickOutput {
     /// Game seconds since the world's epoch after the tick.
     pub game_seconds: u64,
     pub events: Vec<(u64, WorldEvent)>,
+    /// The snapshot for the write-behind writer, on ticks that took one.
+    pub snapshot: Option<super::persist::WorldSnapshot>,
 }
 
 /// A running world. Dropping it stops the thread and waits for it.
@@ -41,6 +43,11 @@ impl WorldHandle {
     /// Sends a command; it is applied at the start of the next tick.
     pub fn send(&self, command: Command) -> bool {
         self.commands.send(command).is_ok()
+    }
+
+    /// Another sender of commands to the world.
+    pub fn sender(&self) -> mpsc::Sender<Command> {
+        self.commands.clone()
     }
 
     /// Stops after the current tick and returns the world, for a last checkpoint.
@@ -90,6 +97,7 @@ pub fn spawn(
                     finished,
                     game_seconds: sim.clock().seconds,
                     events: sim.drain_events(),
+                    snapshot: sim.take_snapshot(),
                 });
                 next += period;
                 let now = Instant::now();

@@ -1,0 +1,614 @@
+//! What the world hands its write-behind writer, and how a world comes back
+//! from it. Every flush interval [`snapshot`] (a system, in the outbound
+//! set) copies the agents whose components changed since its last run
+//! (bevy's change detection; added agents count as changed, removed ones are
+//! listed) into a [`WorldSnapshot`]: each agent's components serialized into
+//! one compact blob, and the world's own state (clock, counters,
+//! conversations under way, path queue) into another. No I/O: the runner
+//! passes the snapshot on, and the database rows are built off the world's
+//! thread. [`Sim::restore`](super::Sim::restore) reverses it.
+//!
+//! The blobs are postcard (a compact, stable serde format) behind a format
+//! byte. Agents are referred to by index inside the world, so the world
+//! state records the agents' slugs and the map's location names: a restore
+//! into a world whose files changed maps indexes by slug and drops what no
+//! longer exists. Touches the agents' components and the world's resources,
+//! read-only, and its own [`Persistence`] resource.
+
+use std::collections::HashMap;
+
+use bevy_ecs::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::clock::GameClock;
+use super::components::*;
+use super::conversation::{Conversation, Conversations};
+use super::events::Paused;
+use super::path::PathQueue;
+use super::rng::WorldRng;
+use super::{AgentIndex, Defs, MapRes, Stats};
+
+/// The version of the blobs' layout; bumped whenever a serialized type
+/// changes shape. A blob of another version is refused, never misread.
+pub const FORMAT: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("saved state has format {found}, this hearth reads format {FORMAT}")]
+    Format { found: u8 },
+    #[error("saved state is empty")]
+    Empty,
+    #[error("saved state is corrupt: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// One agent's changing state, as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSim {
+    pub position: Position,
+    pub facing: Facing,
+    pub activity: Activity,
+    pub plan: Plan,
+    pub movement: Movement,
+    pub needs: Needs,
+    pub perception: Perception,
+    pub talk: Talk,
+    pub relationships: Relationships,
+}
+
+/// [`AgentSim`] by reference, so that saving copies nothing first. Its
+/// fields are [`AgentSim`]'s, in the same order (postcard is positional).
+#[derive(Serialize)]
+struct AgentSimRef<'a> {
+    position: &'a Position,
+    facing: &'a Facing,
+    activity: &'a Activity,
+    plan: &'a Plan,
+    movement: &'a Movement,
+    needs: &'a Needs,
+    perception: &'a Perception,
+    talk: &'a Talk,
+    relationships: &'a Relationships,
+}
+
+/// The world's own state, as saved with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldState {
+    pub seed: u64,
+    pub tick: u64,
+    pub seconds: u64,
+    pub paused: bool,
+    pub stats: Stats,
+    pub conversations: Vec<Conversation>,
+    pub next_conversation: u64,
+    /// Agents waiting for a path search, by index, in turn order.
+    pub path_queue: Vec<u32>,
+    /// The agents' slugs, by index, when this was saved.
+    pub agents: Vec<String>,
+    /// The map's location names, by id, when this was saved.
+    pub locations: Vec<String>,
+}
+
+/// An agent whose state changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirtyAgent {
+    pub idx: u32,
+    /// [`encode_agent`] of its components.
+    pub sim: Vec<u8>,
+    /// Its relationships changed (their rows are rewritten).
+    pub relationships: bool,
+    /// Its plan changed.
+    pub plan: bool,
+}
+
+/// What changed since the previous snapshot, and the world at this tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorldSnapshot {
+    pub tick: u64,
+    pub game_seconds: u64,
+    /// [`encode_world`] of the world's state.
+    pub world: Vec<u8>,
+    pub agents: Vec<DirtyAgent>,
+    /// Agents that left the world.
+    pub removed: Vec<u32>,
+    /// Every agent is in `agents` (the first snapshot, or a final one).
+    pub full: bool,
+}
+
+impl WorldSnapshot {
+    /// Folds a newer snapshot into this one: the newest blob per agent, the
+    /// newer world state, removals of both.
+    pub fn merge(&mut self, newer: WorldSnapshot) {
+        let mut at: HashMap<u32, usize> = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.idx, i))
+            .collect();
+        for a in newer.agents {
+            match at.get(&a.idx) {
+                Some(&i) => {
+                    let old = &mut self.agents[i];
+                    let relationships = old.relationships || a.relationships;
+                    let plan = old.plan || a.plan;
+                    *old = DirtyAgent {
+                        relationships,
+                        plan,
+                        ..a
+                    };
+                }
+                None => {
+                    at.insert(a.idx, self.agents.len());
+                    self.agents.push(a);
+                }
+            }
+        }
+        self.removed.extend(newer.removed);
+        self.tick = newer.tick;
+        self.game_seconds = newer.game_seconds;
+        self.world = newer.world;
+        self.full |= newer.full;
+    }
+}
+
+/// When snapshots are taken, and the one waiting to be picked up.
+#[derive(Debug, Default, Resource)]
+pub struct Persistence {
+    /// Ticks between snapshots; 0 turns them off.
+    pub every: u64,
+    pub next_due: u64,
+    /// The next snapshot includes every agent.
+    pub full: bool,
+    pub out: Option<WorldSnapshot>,
+}
+
+impl Persistence {
+    /// Snapshots every `every` ticks, the first one full.
+    pub fn every(every: u64) -> Self {
+        Self {
+            every,
+            next_due: 0,
+            full: true,
+            out: None,
+        }
+    }
+}
+
+/// Run condition: a snapshot is due.
+pub fn snapshot_due(clock: Res<GameClock>, persistence: Res<Persistence>) -> bool {
+    persistence.every > 0 && (persistence.full || clock.tick >= persistence.next_due)
+}
+
+type Saved<'a> = (
+    &'a AgentIdx,
+    Ref<'a, Position>,
+    Ref<'a, Facing>,
+    Ref<'a, Activity>,
+    Ref<'a, Plan>,
+    Ref<'a, Movement>,
+    Ref<'a, Needs>,
+    Ref<'a, Perception>,
+    Ref<'a, Talk>,
+    Ref<'a, Relationships>,
+);
+
+type AnyChanged = Or<(
+    Changed<Position>,
+    Changed<Facing>,
+    Changed<Activity>,
+    Changed<Plan>,
+    Changed<Movement>,
+    Changed<Needs>,
+    Changed<Perception>,
+    Changed<Talk>,
+    Changed<Relationships>,
+)>;
+
+/// Copies what changed into [`Persistence::out`] (merged with a snapshot
+/// nobody picked up yet, so none is lost).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a bevy system takes what it touches as parameters"
+)]
+pub fn snapshot(
+    mut persistence: ResMut<Persistence>,
+    clock: Res<GameClock>,
+    rng: Res<WorldRng>,
+    paused: Res<Paused>,
+    stats: Res<Stats>,
+    conversations: Res<Conversations>,
+    queue: Res<PathQueue>,
+    defs: Res<Defs>,
+    map: Res<MapRes>,
+    changed: Query<Saved, AnyChanged>,
+    all: Query<Saved>,
+    idx_of: Query<&AgentIdx>,
+    mut removed: RemovedComponents<AgentIdx>,
+    index: Res<AgentIndex>,
+) {
+    let full = persistence.full;
+    let mut agents = Vec::with_capacity(if full { all.iter().len() } else { 64 });
+    let mut push = |item: (
+        &AgentIdx,
+        Ref<Position>,
+        Ref<Facing>,
+        Ref<Activity>,
+        Ref<Plan>,
+        Ref<Movement>,
+        Ref<Needs>,
+        Ref<Perception>,
+        Ref<Talk>,
+        Ref<Relationships>,
+    )| {
+        let (idx, position, facing, activity, plan, movement, needs, perception, talk, rels) = item;
+        let view = AgentSimRef {
+            position: &position,
+            facing: &facing,
+            activity: &activity,
+            plan: &plan,
+            movement: &movement,
+            needs: &needs,
+            perception: &perception,
+            talk: &talk,
+            relationships: &rels,
+        };
+        agents.push(DirtyAgent {
+            idx: idx.0,
+            sim: encode(&view),
+            relationships: full || rels.is_changed(),
+            plan: full || plan.is_changed(),
+        });
+    };
+    if full {
+        all.iter().for_each(&mut push);
+    } else {
+        changed.iter().for_each(&mut push);
+    }
+    // removal detection: entities that lost their AgentIdx (left the world)
+    let gone: Vec<u32> = removed
+        .read()
+        .filter_map(|e| index.0.iter().position(|&x| x == e))
+        .map(|i| i as u32)
+        .collect();
+    let state = WorldState {
+        seed: rng.seed,
+        tick: clock.tick,
+        seconds: clock.seconds,
+        paused: paused.0,
+        stats: stats.clone(),
+        conversations: conversations.active.clone(),
+        next_conversation: conversations.next_id,
+        path_queue: queue
+            .entities()
+            .filter_map(|e| idx_of.get(e).ok().map(|i| i.0))
+            .collect(),
+        agents: defs.agents.iter().map(|d| d.file.id.clone()).collect(),
+        locations: map.0.locations.iter().map(|l| l.name.clone()).collect(),
+    };
+    let snapshot = WorldSnapshot {
+        tick: clock.tick,
+        game_seconds: clock.seconds,
+        world: encode(&state),
+        agents,
+        removed: gone,
+        full,
+    };
+    match persistence.out.as_mut() {
+        Some(waiting) => waiting.merge(snapshot),
+        None => persistence.out = Some(snapshot),
+    }
+    persistence.full = false;
+    // on multiples of the interval, whenever the first one was
+    let every = persistence.every.max(1);
+    persistence.next_due = (clock.tick / every + 1) * every;
+}
+
+/// `FORMAT` then postcard.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(FORMAT);
+    // writing into a Vec cannot fail but for a type serde cannot express,
+    // and every saved type is plain data
+    match postcard::to_extend(value, out) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize world state");
+            vec![FORMAT]
+        }
+    }
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, PersistError> {
+    match bytes.split_first() {
+        None => Err(PersistError::Empty),
+        Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&found, _)) => Err(PersistError::Format { found }),
+    }
+}
+
+/// An agent's components from its saved blob.
+pub fn decode_agent(bytes: &[u8]) -> Result<AgentSim, PersistError> {
+    decode(bytes)
+}
+
+/// The world's state from its saved blob.
+pub fn decode_world(bytes: &[u8]) -> Result<WorldState, PersistError> {
+    decode(bytes)
+}
+
+/// An agent's components as a blob (what [`snapshot`] saves).
+pub fn encode_agent(agent: &AgentSim) -> Vec<u8> {
+    encode(agent)
+}
+
+pub fn encode_world(state: &WorldState) -> Vec<u8> {
+    encode(state)
+}
+
+/// Rewrites agent indexes saved under another agent list: `map[old]` is the
+/// new index, `None` for an agent that is gone (references to it are
+/// dropped).
+pub fn remap_agent(agent: &mut AgentSim, map: &[Option<u32>]) {
+    let to = |i: u32| map.get(i as usize).copied().flatten();
+    agent.relationships.0.retain_mut(|r| match to(r.target) {
+        Some(t) => {
+            r.target = t;
+            true
+        }
+        None => false,
+    });
+    agent.relationships.0.sort_by_key(|r| r.target);
+    agent.talk.cooldowns.retain_mut(|(o, _)| match to(*o) {
+        Some(t) => {
+            *o = t;
+            true
+        }
+        None => false,
+    });
+    agent
+        .perception
+        .recent
+        .retain_mut(|(o, _, _)| match to(*o) {
+            Some(t) => {
+                *o = t;
+                true
+            }
+            None => false,
+        });
+    agent.perception.fresh.retain_mut(|(o, _, _)| match to(*o) {
+        Some(t) => {
+            *o = t;
+            true
+        }
+        None => false,
+    });
+    agent.perception.reach = agent
+        .perception
+        .reach
+        .and_then(|(o, d)| to(o).map(|t| (t, d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::synthetic;
+    use crate::world::{Sim, SimConfig};
+
+    #[test]
+    fn blobs_round_trip_and_refuse_other_formats() {
+        let mut sim = Sim::new(synthetic::world(30, 3), SimConfig::default());
+        for _ in 0..200 {
+            sim.step();
+        }
+        let e = sim.entity(4).expect("agent");
+        let w = sim.world();
+        let agent = AgentSim {
+            position: *w.get::<Position>(e).expect("c"),
+            facing: *w.get::<Facing>(e).expect("c"),
+            activity: w.get::<Activity>(e).expect("c").clone(),
+            plan: w.get::<Plan>(e).expect("c").clone(),
+            movement: w.get::<Movement>(e).expect("c").clone(),
+            needs: *w.get::<Needs>(e).expect("c"),
+            perception: w.get::<Perception>(e).expect("c").clone(),
+            talk: w.get::<Talk>(e).expect("c").clone(),
+            relationships: w.get::<Relationships>(e).expect("c").clone(),
+        };
+        let blob = encode_agent(&agent);
+        assert_eq!(decode_agent(&blob).expect("decodes"), agent);
+        let mut other = blob.clone();
+        other[0] = FORMAT + 1;
+        assert!(matches!(
+            decode_agent(&other),
+            Err(PersistError::Format { found }) if found == FORMAT + 1
+        ));
+        assert!(matches!(decode_agent(&[]), Err(PersistError::Empty)));
+        assert!(matches!(
+            decode_agent(&blob[..blob.len() / 2]),
+            Err(PersistError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn remapping_drops_agents_that_are_gone() {
+        let mut a = AgentSim {
+            position: Position { x: 1.0, y: 2.0 },
+            facing: Facing::N,
+            activity: Activity {
+                block: None,
+                override_reason: None,
+                location: 0,
+                since: 0,
+                until: 0,
+                sleep: false,
+            },
+            plan: Plan {
+                id: 1,
+                goal: "g".into(),
+                steps: vec![],
+                current: 0,
+                status: PlanStatus::Done,
+                priority: 1,
+                deadline: 0,
+            },
+            movement: Movement::default(),
+            needs: Needs::default(),
+            perception: Perception {
+                recent: vec![(0, 1, 5), (2, 1, 5)],
+                fresh: vec![(2, 0, 1.0)],
+                reach: Some((0, 1.0)),
+            },
+            talk: Talk {
+                conversation: None,
+                cooldowns: vec![(0, 9), (2, 9)],
+                count: 0,
+            },
+            relationships: Relationships::default(),
+        };
+        a.relationships.entry(0);
+        a.relationships.entry(2);
+        // agent 0 is gone, 2 became 0
+        remap_agent(&mut a, &[None, Some(1), Some(0)]);
+        assert_eq!(
+            a.relationships
+                .0
+                .iter()
+                .map(|r| r.target)
+                .collect::<Vec<_>>(),
+            vec![0]
+        );
+        assert_eq!(a.talk.cooldowns, vec![(0, 9)]);
+        assert_eq!(a.perception.recent, vec![(0, 1, 5)]);
+        assert_eq!(a.perception.fresh, vec![(0, 0, 1.0)]);
+        assert_eq!(a.perception.reach, None);
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::content::synthetic;
+    use crate::world::mind::RuleMind;
+    use crate::world::{Saved, Sim, SimConfig};
+
+    /// What the database would hold after committing every snapshot so far.
+    #[derive(Default)]
+    struct Store {
+        world: Vec<u8>,
+        agents: HashMap<u32, Vec<u8>>,
+    }
+
+    impl Store {
+        fn commit(&mut self, s: WorldSnapshot) {
+            self.world = s.world;
+            for a in s.agents {
+                self.agents.insert(a.idx, a.sim);
+            }
+        }
+
+        fn saved(&self, sim: &Sim) -> Saved {
+            Saved {
+                world: self.world.clone(),
+                agents: self
+                    .agents
+                    .iter()
+                    .map(|(i, b)| (sim.defs()[*i as usize].file.id.clone(), b.clone()))
+                    .collect(),
+            }
+        }
+    }
+
+    fn run(sim: &mut Sim, store: &mut Store, ticks: u64) {
+        for _ in 0..ticks {
+            sim.step();
+            if let Some(s) = sim.take_snapshot() {
+                store.commit(s);
+            }
+        }
+    }
+
+    #[test]
+    fn a_resumed_world_has_the_checkpoints_hash_and_goes_on_the_same() {
+        let config = SimConfig {
+            seed: 11,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(synthetic::world(60, 11), config.clone());
+        sim.persist_every(10);
+        let mut store = Store::default();
+        // 995 ticks: the last snapshot was at tick 990, then five more ticks
+        run(&mut sim, &mut store, 990);
+        let at_checkpoint = sim.state_hash();
+        run(&mut sim, &mut store, 5);
+        assert!(sim.stats().conversations_started > 0, "something happened");
+        // only what changed was saved after the first snapshot
+        let saved = store.saved(&sim);
+        assert_eq!(saved.agents.len(), 60);
+
+        // a different seed in the configuration: the saved one wins
+        let (mut resumed, report) = Sim::restore(
+            synthetic::world(60, 11),
+            SimConfig {
+                seed: 999,
+                ..config
+            },
+            Arc::new(RuleMind),
+            &saved,
+        )
+        .expect("restores");
+        assert_eq!(report.restored, 60);
+        assert_eq!(resumed.clock().tick, 990);
+        assert_eq!(resumed.state_hash(), at_checkpoint);
+
+        // both go on alike: the resumed one replays the five lost ticks
+        let mut original = sim;
+        let mut ignore = Store::default();
+        run(&mut resumed, &mut ignore, 5 + 1000);
+        run(&mut original, &mut ignore, 1000);
+        assert_eq!(resumed.clock().tick, original.clock().tick);
+        assert_eq!(resumed.state_hash(), original.state_hash());
+        assert_eq!(resumed.stats(), original.stats());
+    }
+
+    #[test]
+    fn a_world_whose_agents_changed_resumes_what_it_can() {
+        let mut sim = Sim::new(synthetic::world(30, 4), SimConfig::default());
+        sim.persist_every(10);
+        let mut store = Store::default();
+        run(&mut sim, &mut store, 600);
+        let mut saved = store.saved(&sim);
+        // one agent's blob is corrupt: a clear error, not a panic
+        let slug = sim.defs()[3].file.id.clone();
+        let good = saved.agents.insert(slug.clone(), vec![FORMAT, 0xff]);
+        assert!(matches!(
+            Sim::restore(
+                synthetic::world(30, 4),
+                SimConfig::default(),
+                Arc::new(RuleMind),
+                &saved
+            ),
+            Err(PersistError::Decode(_))
+        ));
+        saved.agents.insert(slug, good.expect("blob"));
+        // the files now hold 20 of the 30 agents
+        let mut fewer = synthetic::world(30, 4);
+        fewer.agents.truncate(20);
+        for a in &mut fewer.agents {
+            a.file.relationships.retain(|r| r.target.as_str() < "zzzz");
+        }
+        let (mut resumed, report) =
+            Sim::restore(fewer, SimConfig::default(), Arc::new(RuleMind), &saved)
+                .expect("restores");
+        assert_eq!((report.restored, report.dropped), (20, 10));
+        for i in 0..20 {
+            let rels = resumed.get::<Relationships>(i).expect("relationships");
+            assert!(rels.0.iter().all(|r| r.target < 20));
+        }
+        for _ in 0..300 {
+            resumed.step();
+        }
+        assert_eq!(resumed.clock().tick, 900);
+    }
+}
