@@ -19,6 +19,9 @@
 //!   appended rows and their checkpoint, each in one transaction, committed
 //!   by a task that survives outages and never drops an appended row.
 //! - [`lease`]: world ownership (an advisory lock and a fencing token).
+//! - [`export`]: a whole world out (one consistent snapshot, paged) and back
+//!   in (one transaction), as plain records that refer to each other by
+//!   natural key, for `hearth export` and `hearth import`.
 //! - [`error`]: the crate's error type, which names violated constraints.
 
 pub mod agents;
@@ -26,6 +29,7 @@ pub mod check;
 pub mod cluster;
 pub mod connect;
 pub mod error;
+pub mod export;
 pub mod game_time;
 pub mod lease;
 pub mod lore;

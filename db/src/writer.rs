@@ -31,6 +31,9 @@ use crate::lease::{self, Lease, LeaseError};
 use crate::memories::{self, MemoryRow};
 use crate::{DbError, Pool};
 
+/// (agent id, memory id, vector): an embedding for a stored memory.
+pub type Embedding = (i64, i64, Vec<f32>);
+
 /// The live state of one agent (`agent_states`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentStateRow {
@@ -168,7 +171,7 @@ pub struct Batch {
     pub memories: Vec<MemoryRow>,
     /// (agent id, memory id, vector), for memories written before or in
     /// this batch.
-    pub embeddings: Vec<(i64, i64, Vec<f32>)>,
+    pub embeddings: Vec<Embedding>,
     pub checkpoint: Option<Checkpoint>,
     /// Recorded with the checkpoint (ignored without one).
     pub metrics: Option<SimMetricsRow>,
@@ -407,10 +410,7 @@ async fn commit_in(
 }
 
 /// Sets embeddings, grouped by world (the dimension is the world's).
-async fn set_embeddings(
-    client: &Client,
-    embeddings: &[(i64, i64, Vec<f32>)],
-) -> Result<u64, DbError> {
+async fn set_embeddings(client: &Client, embeddings: &[Embedding]) -> Result<u64, DbError> {
     // the agents' worlds and their dimensions, in one query
     let agents: Vec<i64> = {
         let mut a: Vec<i64> = embeddings.iter().map(|e| e.0).collect();
@@ -429,7 +429,7 @@ async fn set_embeddings(
     for r in rows {
         world_of.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
     }
-    let mut by_world: BTreeMap<(i64, i32), Vec<(i64, i64, Vec<f32>)>> = BTreeMap::new();
+    let mut by_world: BTreeMap<(i64, i32), Vec<Embedding>> = BTreeMap::new();
     for e in embeddings {
         let Some(&w) = world_of.get(&e.0) else {
             return Err(DbError::InvalidValue(format!(
@@ -832,27 +832,27 @@ pub struct WriterReport {
 impl Writer {
     /// Hands a batch over without waiting; gives it back when the channel is
     /// full (or the writer has stopped).
-    pub fn try_send(&self, batch: Batch) -> Result<(), Batch> {
+    pub fn try_send(&self, batch: Batch) -> Result<(), Box<Batch>> {
         match self.tx.try_send(batch) {
             Ok(()) => {
                 self.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) => {
-                Err(b)
+                Err(Box::new(b))
             }
         }
     }
 
     /// Hands a batch over, waiting for room; gives it back if the writer has
     /// stopped.
-    pub async fn send(&self, batch: Batch) -> Result<(), Batch> {
+    pub async fn send(&self, batch: Batch) -> Result<(), Box<Batch>> {
         self.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.tx.send(batch).await {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(b)) => {
                 self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                Err(b)
+                Err(Box::new(b))
             }
         }
     }
@@ -921,7 +921,7 @@ impl Outgoing {
             None => batch,
         };
         if let Err(back) = self.writer.try_send(batch) {
-            self.held = Some(back);
+            self.held = Some(*back);
         }
     }
 
@@ -935,7 +935,7 @@ impl Outgoing {
     }
 
     /// Sends what is held, waiting for room.
-    pub async fn flush(&mut self) -> Result<(), Batch> {
+    pub async fn flush(&mut self) -> Result<(), Box<Batch>> {
         match self.held.take() {
             Some(b) => self.writer.send(b).await,
             None => Ok(()),
@@ -1240,14 +1240,18 @@ pub async fn last_checkpoint(
     })
 }
 
-/// What a world resumes from: its newest checkpoint (with the world's
-/// saved state) and the saved components of each agent, by slug. `None` for
-/// a world never checkpointed with state.
+/// What a world resumes from: its newest checkpoint (with the world's saved
+/// state) and the saved components of each agent, by slug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedWorld {
+    pub checkpoint: Checkpoint,
+    pub agents: Vec<(String, Vec<u8>)>,
+}
+
+/// The world's [`SavedWorld`]; `None` for a world never checkpointed with
+/// state.
 #[instrument(skip_all, fields(world_id))]
-pub async fn load_saved(
-    client: &Client,
-    world_id: i64,
-) -> Result<Option<(Checkpoint, Vec<(String, Vec<u8>)>)>, DbError> {
+pub async fn load_saved(client: &Client, world_id: i64) -> Result<Option<SavedWorld>, DbError> {
     let row = client
         .query_opt(
             "SELECT tick, game_time, state FROM world_checkpoints \
@@ -1275,7 +1279,7 @@ pub async fn load_saved(
     for r in rows {
         agents.push((r.try_get(0)?, r.try_get(1)?));
     }
-    Ok(Some((checkpoint, agents)))
+    Ok(Some(SavedWorld { checkpoint, agents }))
 }
 
 #[cfg(test)]

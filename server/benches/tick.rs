@@ -4,6 +4,11 @@
 //!
 //! `world_one_thread` is the same world with perception kept on one thread.
 //!
+//! The `snapshot` group prices persistence on the world's thread: a tick
+//! that also snapshots its changed agents for the write-behind writer (as
+//! every flush-interval tick does) against the same tick without, and a
+//! full snapshot of every agent (the first and the final checkpoint).
+//!
 //! `cargo bench -p hearth --bench tick` (criterion). The ratios are what
 //! BENCHMARKS.md records.
 
@@ -83,5 +88,39 @@ fn tick(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tick);
+fn snapshot(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot");
+    for n in [10_000usize, 100_000] {
+        group.sample_size(if n >= 100_000 { 20 } else { 50 });
+        let mut plain = warm_world(n, true);
+        group.bench_with_input(BenchmarkId::new("tick", n), &n, |b, _| {
+            b.iter(|| {
+                plain.step();
+                plain.drain_events();
+            });
+        });
+        // a snapshot every tick: each measured tick pays for one flush's copy
+        // of the agents that changed during it (a flush every ten ticks
+        // copies the agents changed in those ten: at most every agent)
+        let mut persisted = warm_world(n, true);
+        persisted.persist_every(1);
+        persisted.step();
+        persisted.take_snapshot();
+        let mut dirty = 0usize;
+        group.bench_with_input(BenchmarkId::new("tick_and_snapshot", n), &n, |b, _| {
+            b.iter(|| {
+                persisted.step();
+                persisted.drain_events();
+                dirty = persisted.take_snapshot().map_or(0, |s| s.agents.len());
+            });
+        });
+        eprintln!("snapshot/{n}: {dirty} agents changed in the last measured tick");
+        group.bench_with_input(BenchmarkId::new("full_snapshot", n), &n, |b, _| {
+            b.iter(|| persisted.full_snapshot());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tick, snapshot);
 criterion_main!(benches);

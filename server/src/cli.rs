@@ -15,6 +15,7 @@ use hearth_db::{DbError, Migrations};
 use tokio_postgres::Client;
 
 use crate::content::{agent, validate};
+use crate::export::{self, ExportError};
 use crate::memories::{self, MemoriesError, QueryArgs};
 use crate::mind::embed::{self, EmbedConfig};
 use crate::serve::{self, ServeError, ServeOptions};
@@ -71,6 +72,25 @@ pub enum Command {
     /// A world's stored memories: ranked queries and re-embedding.
     #[command(subcommand)]
     Memories(MemoriesCommand),
+    /// Write a whole world (definitions, state, memories with embeddings,
+    /// relationships, logs) as a versioned JSON document (docs/export.md).
+    Export {
+        /// The world to export (its slug).
+        #[arg(long)]
+        world: String,
+        /// Write the document to FILE instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load a document written by `hearth export` into a new world, in one
+    /// transaction: all of it, or nothing.
+    Import {
+        /// The document.
+        file: PathBuf,
+        /// Create the world under this slug instead of the document's.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +257,19 @@ pub struct ServeArgs {
     /// World lore (Markdown and text files).
     #[arg(long, default_value = "assets/lore")]
     pub lore: PathBuf,
+    /// How often the world's changes are committed to the database, each
+    /// commit a checkpoint the world can resume from (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: std::time::Duration,
+    /// Memories and messages waiting to be written beyond which the server
+    /// reports itself backlogged and holds new ones back.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_backlog: usize,
+    /// Serve N generated agents on a generated map instead of the content
+    /// (the same generator as `simulate --synthetic-agents`, seeded by
+    /// `--seed`).
+    #[arg(long, value_name = "N")]
+    pub synthetic_agents: Option<usize>,
     #[command(flatten)]
     pub embed: EmbedArgs,
 }
@@ -281,6 +314,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Memories(#[from] MemoriesError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 impl From<DbError> for CliError {
@@ -299,6 +334,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Content(_) => 1,
             CliError::Serve(_) | CliError::Io(_) | CliError::Memories(_) => 1,
+            CliError::Export(_) => 1,
         }
     }
 }
@@ -316,8 +352,16 @@ pub async fn run(
     };
     match cli.command {
         Command::Serve(args) => {
-            let content = validate::load(&args.content.agents, &args.content.map)
-                .map_err(CliError::Content)?;
+            let content = match args.synthetic_agents {
+                Some(n) if n > MAX_SYNTHETIC_AGENTS => {
+                    return Err(CliError::Usage(format!(
+                        "--synthetic-agents {n} is more than this build serves ({MAX_SYNTHETIC_AGENTS})"
+                    )));
+                }
+                Some(n) => crate::content::synthetic::world(n, args.seed),
+                None => validate::load(&args.content.agents, &args.content.map)
+                    .map_err(CliError::Content)?,
+            };
             let sim = SimConfig {
                 seed: args.seed,
                 tick_rate: args.tick_rate,
@@ -331,6 +375,8 @@ pub async fn run(
                 embed: args.embed.config(),
                 home: cli.home.clone(),
                 lore: args.lore,
+                flush_interval: args.flush_interval,
+                max_backlog: args.max_backlog,
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };
@@ -494,6 +540,18 @@ pub async fn run(
                 }
             }
             pool.close();
+        }
+        Command::Export { world, output } => {
+            let (target, migrations) = database()?;
+            let mut client = connect_checked(&target).await?;
+            export::export_command(&mut client, &migrations, &world, output.as_deref(), out)
+                .await?;
+        }
+        Command::Import { file, as_name } => {
+            let (target, migrations) = database()?;
+            let mut client = connect_checked(&target).await?;
+            export::import_command(&mut client, &migrations, &file, as_name.as_deref(), out)
+                .await?;
         }
     }
     Ok(())

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`cli`]: the `hearth` command line (clap) and what each command does.
 //! - [`content`]: agent files and Tiled maps: formats, validation, the compiled [`content::Content`].
+//! - [`export`]: `hearth export` and `hearth import`: a whole world as a
+//!   versioned JSON document, and back.
 //! - [`serve`]: `hearth serve`, the long-running server.
 //! - [`persist`]: the write-behind pipeline from the world's snapshots to
 //!   the database writer.
@@ -15,6 +17,7 @@
 
 pub mod cli;
 pub mod content;
+pub mod export;
 pub mod memories;
 pub mod mind;
 pub mod persist;

@@ -148,7 +148,7 @@ pub async fn run(
                 db_writer::load_saved(&client, world.id).await?
             };
             let sim = match saved {
-                Some((checkpoint, agents)) => {
+                Some(db_writer::SavedWorld { checkpoint, agents }) => {
                     let saved = Saved {
                         world: checkpoint.state.unwrap_or_default(),
                         agents: agents.into_iter().collect(),
@@ -203,6 +203,7 @@ pub async fn run(
                 dim: world.embedding_dim,
                 agent_ids,
                 writer: Some(writer.clone()),
+                flush_every: Some(options.flush_interval),
             };
             (
                 sim,

@@ -222,3 +222,126 @@ async fn a_rejected_batch_leaves_nothing_behind() {
     assert_eq!(count(&client, "agent_memories").await, 1);
     assert_eq!(count(&client, "world_checkpoints").await, 1);
 }
+
+fn checkpoint(world_id: i64, tick: i64) -> Checkpoint {
+    Checkpoint {
+        world_id,
+        tick,
+        game_time: game_time::to_timestamp(tick as u64 * 6),
+        state: Some(vec![1, tick as u8]),
+    }
+}
+
+#[tokio::test]
+async fn the_writer_task_coalesces_states_keeps_every_append_and_commits_on_close() {
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    let w = worlds::ensure(&client, "w", "W", "m", 384).await.unwrap();
+    let ids = agents::upsert(&client, w.id, &[agent("ada"), agent("bo")])
+        .await
+        .unwrap();
+    let (ada, bo) = (ids["ada"], ids["bo"]);
+    let pool = hearth_db::connect::pool(db.config.clone(), 2).unwrap();
+    let (writer, task) = writer::spawn(pool, None, writer::WriterOptions::default());
+    // a hundred ticks' batches as fast as they come: states for the same two
+    // agents over and over, a memory per batch
+    for tick in 1..=100i64 {
+        let mut batch = Batch::default();
+        batch
+            .agent_states
+            .insert(ada, state(w.id, ada, tick as f32, tick));
+        batch
+            .agent_states
+            .insert(bo, state(w.id, bo, -(tick as f32), tick));
+        batch.memories.push(memory(w.id, ada, tick));
+        batch.embeddings.push((ada, tick, vec![0.5; 384]));
+        batch.checkpoint = Some(checkpoint(w.id, tick));
+        writer.send(batch).await.unwrap();
+    }
+    let status = writer.status();
+    assert!(!status.backlogged);
+    drop(writer);
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.last_tick, Some(100));
+    assert_eq!(report.memories, 100);
+    // fewer commits than batches when it fell behind; never more
+    assert!(report.commits <= 100, "{report:?}");
+    assert_eq!(count(&client, "agent_memories").await, 100);
+    let embedded: i64 = client
+        .query_one(
+            "SELECT count(*) FROM agent_memories WHERE embedding IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(embedded, 100, "every embedding after its memory");
+    let x: f32 = client
+        .query_one("SELECT x FROM agent_states WHERE agent_id = $1", &[&ada])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(x, 100.0, "the latest state won");
+    let newest: Option<Vec<u8>> = client
+        .query_one(
+            "SELECT state FROM world_checkpoints ORDER BY tick DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(newest, Some(vec![1, 100]));
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_its_world_writes_nothing_more() {
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    let w = worlds::ensure(&client, "w", "W", "m", 384).await.unwrap();
+    let ids = agents::upsert(&client, w.id, &[agent("ada")]).await.unwrap();
+    let ada = ids["ada"];
+    let lease = hearth_db::lease::Lease::acquire(&db.config, w.id, "w", "test owner")
+        .await
+        .unwrap();
+    // the lock is held: another owner is refused, and told who has it
+    let err = hearth_db::lease::Lease::acquire(&db.config, w.id, "w", "second")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already being served by test owner"), "{err}");
+
+    let pool = hearth_db::connect::pool(db.config.clone(), 2).unwrap();
+    let (writer, task) = writer::spawn(pool, Some(lease), writer::WriterOptions::default());
+    let mut first = Batch::default();
+    first.agent_states.insert(ada, state(w.id, ada, 1.0, 1));
+    first.checkpoint = Some(checkpoint(w.id, 1));
+    writer.send(first).await.unwrap();
+    // wait for it to land
+    for _ in 0..200 {
+        if writer.status().last_tick == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(writer.status().last_tick, 1);
+    // another process took the world over (its token replaced ours)
+    client
+        .execute("UPDATE world_leases SET token = token + 1, owner = 'usurper'", &[])
+        .await
+        .unwrap();
+    let mut second = Batch::default();
+    second.agent_states.insert(ada, state(w.id, ada, 2.0, 2));
+    second.memories.push(memory(w.id, ada, 1));
+    second.checkpoint = Some(checkpoint(w.id, 2));
+    writer.send(second).await.unwrap();
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, writer::WriterError::LeaseLost(_)), "{err}");
+    assert_eq!(count(&client, "agent_memories").await, 0);
+    let tick: i64 = client
+        .query_one("SELECT max(tick) FROM world_checkpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tick, 1);
+    // the writer has stopped: sending fails and hands the batch back
+    assert!(writer.send(Batch::default()).await.is_err());
+}

@@ -46,6 +46,9 @@ pub struct Store {
     /// The write-behind writer to hand rows to; without one the service
     /// starts its own (no lease) and stops it when it ends.
     pub writer: Option<db_writer::Writer>,
+    /// How often new memories are handed to the writer (the world's flush
+    /// interval; one second when `None`).
+    pub flush_every: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,7 +278,12 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) -> ServiceStats {
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let every = self
+            .store
+            .as_ref()
+            .and_then(|s| s.flush_every)
+            .unwrap_or(FLUSH_EVERY);
+        let mut flush = tokio::time::interval(every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -228,18 +228,7 @@ pub fn snapshot(
 ) {
     let full = persistence.full;
     let mut agents = Vec::with_capacity(if full { all.iter().len() } else { 64 });
-    let mut push = |item: (
-        &AgentIdx,
-        Ref<Position>,
-        Ref<Facing>,
-        Ref<Activity>,
-        Ref<Plan>,
-        Ref<Movement>,
-        Ref<Needs>,
-        Ref<Perception>,
-        Ref<Talk>,
-        Ref<Relationships>,
-    )| {
+    let mut push = |item: Saved<'_>| {
         let (idx, position, facing, activity, plan, movement, needs, perception, talk, rels) = item;
         let view = AgentSimRef {
             position: &position,
