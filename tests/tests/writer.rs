@@ -298,7 +298,9 @@ async fn a_writer_that_lost_its_world_writes_nothing_more() {
     let db = TestDb::migrated().await;
     let client = db.client().await;
     let w = worlds::ensure(&client, "w", "W", "m", 384).await.unwrap();
-    let ids = agents::upsert(&client, w.id, &[agent("ada")]).await.unwrap();
+    let ids = agents::upsert(&client, w.id, &[agent("ada")])
+        .await
+        .unwrap();
     let ada = ids["ada"];
     let lease = hearth_db::lease::Lease::acquire(&db.config, w.id, "w", "test owner")
         .await
@@ -307,7 +309,11 @@ async fn a_writer_that_lost_its_world_writes_nothing_more() {
     let err = hearth_db::lease::Lease::acquire(&db.config, w.id, "w", "second")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("already being served by test owner"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("already being served by test owner"),
+        "{err}"
+    );
 
     let pool = hearth_db::connect::pool(db.config.clone(), 2).unwrap();
     let (writer, task) = writer::spawn(pool, Some(lease), writer::WriterOptions::default());
@@ -325,7 +331,10 @@ async fn a_writer_that_lost_its_world_writes_nothing_more() {
     assert_eq!(writer.status().last_tick, 1);
     // another process took the world over (its token replaced ours)
     client
-        .execute("UPDATE world_leases SET token = token + 1, owner = 'usurper'", &[])
+        .execute(
+            "UPDATE world_leases SET token = token + 1, owner = 'usurper'",
+            &[],
+        )
         .await
         .unwrap();
     let mut second = Batch::default();
