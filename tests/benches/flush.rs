@@ -2,8 +2,11 @@
 //! same database, in the same run: `writer::commit` of 1k, 10k and 100k dirty
 //! agent states (staged by COPY, then upserted over existing rows, with the
 //! checkpoint, in one transaction), and of 10k memories with 384-dimension
-//! embeddings; the baseline COPYs the same rows into an unindexed table of
-//! the same columns.
+//! embeddings. Baselines, in the same run: the same rows by binary COPY into
+//! an unindexed table of the same columns (`raw_copy_*`), into a table with
+//! the same keys, indexes and checks (`raw_copy_states_indexed`), and, for
+//! memories, straight into `agent_memories` itself with no transaction
+//! around it (`raw_copy_memories_same_table`).
 //!
 //! `cargo bench -p hearth-tests --bench flush -- --noplot` (criterion; the
 //! test harness's database). BENCHMARKS.md records the medians and ratios.
@@ -61,19 +64,25 @@ fn state(world_id: i64, agent_id: i64, tick: i64, rng: &mut StdRng) -> AgentStat
 
 /// The baseline: the same rows by binary COPY into a table of the same
 /// columns with no key, no index and no conflict handling.
-async fn raw_copy_states(client: &Client, rows: &[AgentStateRow]) -> u64 {
+async fn raw_copy_states(client: &Client, rows: &[AgentStateRow], indexed: bool) -> u64 {
+    let table = if indexed {
+        "raw_states_ix"
+    } else {
+        "raw_states"
+    };
+    let like = if indexed { "INCLUDING ALL" } else { "" };
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS raw_states (LIKE agent_states); TRUNCATE raw_states",
-        )
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (LIKE agent_states {like}); TRUNCATE {table}"
+        ))
         .await
         .expect("raw table");
     let sink = client
-        .copy_in(
-            "COPY raw_states (agent_id, world_id, x, y, facing, action, action_started_at, \
+        .copy_in(&format!(
+            "COPY {table} (agent_id, world_id, x, y, facing, action, action_started_at, \
              action_target, target_x, target_y, location_name, energy, mood, emotional_state, \
-             physical_state, cognitive_load, updated_tick, sim) FROM STDIN (FORMAT binary)",
-        )
+             physical_state, cognitive_load, updated_tick, sim) FROM STDIN (FORMAT binary)"
+        ))
         .await
         .expect("copy");
     let types = [
@@ -218,21 +227,34 @@ fn bench(c: &mut Criterion) {
         rt.block_on(writer::commit(&client, &batch)).expect("warm");
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("raw_copy_states", n), &rows, |b, rows| {
-            b.iter(|| rt.block_on(raw_copy_states(&client, black_box(rows))));
+            b.iter(|| rt.block_on(raw_copy_states(&client, black_box(rows), false)));
         });
+        group.bench_with_input(
+            BenchmarkId::new("raw_copy_states_indexed", n),
+            &rows,
+            |b, rows| {
+                b.iter(|| rt.block_on(raw_copy_states(&client, black_box(rows), true)));
+            },
+        );
         group.bench_with_input(BenchmarkId::new("commit_states", n), &batch, |b, batch| {
-            b.iter(|| {
-                tick += 1;
-                let mut batch = batch.clone();
-                batch.checkpoint = Some(Checkpoint {
-                    world_id: world.id,
-                    tick,
-                    game_time: game_time::to_timestamp(tick as u64),
-                    state: None,
-                });
-                rt.block_on(writer::commit(&client, black_box(&batch)))
-                    .expect("commit")
-            });
+            b.iter_batched(
+                || {
+                    tick += 1;
+                    let mut batch = batch.clone();
+                    batch.checkpoint = Some(Checkpoint {
+                        world_id: world.id,
+                        tick,
+                        game_time: game_time::to_timestamp(tick as u64),
+                        state: None,
+                    });
+                    batch
+                },
+                |batch| {
+                    rt.block_on(writer::commit(&client, black_box(&batch)))
+                        .expect("commit")
+                },
+                criterion::BatchSize::PerIteration,
+            );
         });
     }
 
@@ -270,6 +292,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rt.block_on(raw_copy_memories(&client, black_box(&sample))));
     });
     let mut next = 1i64;
+    // the writer's own statement, alone: the same rows by binary COPY into
+    // agent_memories itself (its keys, indexes and foreign keys), no
+    // transaction around it
+    group.bench_function(
+        BenchmarkId::new("raw_copy_memories_same_table", MEMORIES),
+        |b| {
+            b.iter_batched(
+                || {
+                    let rows = memories(next);
+                    next += MEMORIES as i64;
+                    rows
+                },
+                |rows| {
+                    rt.block_on(hearth_db::memories::copy_in(&client, &rows))
+                        .expect("copy")
+                },
+                criterion::BatchSize::PerIteration,
+            );
+        },
+    );
     group.bench_function(BenchmarkId::new("commit_memories", MEMORIES), |b| {
         b.iter_batched(
             || {

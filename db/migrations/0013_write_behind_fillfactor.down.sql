@@ -1,0 +1,3 @@
+ALTER TABLE agent_states RESET (fillfactor);
+ALTER TABLE agent_relationships RESET (fillfactor);
+ALTER TABLE agent_plans RESET (fillfactor);
