@@ -1246,6 +1246,20 @@ pub async fn last_checkpoint(
 pub struct SavedWorld {
     pub checkpoint: Checkpoint,
     pub agents: Vec<(String, Vec<u8>)>,
+    /// Every relationship between the world's agents.
+    pub relationships: Vec<SavedRelationship>,
+}
+
+/// A relationship as saved, its two agents by slug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedRelationship {
+    pub agent: String,
+    pub target: String,
+    pub kind: String,
+    pub affection: f32,
+    pub trust: f32,
+    pub interaction_count: i32,
+    pub last_interaction: Option<NaiveDateTime>,
 }
 
 /// The world's [`SavedWorld`]; `None` for a world never checkpointed with
@@ -1279,7 +1293,33 @@ pub async fn load_saved(client: &Client, world_id: i64) -> Result<Option<SavedWo
     for r in rows {
         agents.push((r.try_get(0)?, r.try_get(1)?));
     }
-    Ok(Some(SavedWorld { checkpoint, agents }))
+    let rows = client
+        .query(
+            "SELECT a.slug, t.slug, r.type, r.affection, r.trust, r.interaction_count, \
+                    r.last_interaction \
+             FROM agent_relationships r JOIN agents a ON a.id = r.agent_id \
+             JOIN agents t ON t.id = r.target_agent_id \
+             WHERE r.world_id = $1 ORDER BY r.agent_id, r.target_agent_id",
+            &[&world_id],
+        )
+        .await?;
+    let mut relationships = Vec::with_capacity(rows.len());
+    for r in rows {
+        relationships.push(SavedRelationship {
+            agent: r.try_get(0)?,
+            target: r.try_get(1)?,
+            kind: r.try_get(2)?,
+            affection: r.try_get(3)?,
+            trust: r.try_get(4)?,
+            interaction_count: r.try_get(5)?,
+            last_interaction: r.try_get(6)?,
+        });
+    }
+    Ok(Some(SavedWorld {
+        checkpoint,
+        agents,
+        relationships,
+    }))
 }
 
 #[cfg(test)]

@@ -88,7 +88,83 @@ fn tick(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same world twice from the same state, one persisting, stepped in
+/// lockstep so both cover the same game time: what persistence adds per
+/// tick, as a ratio (printed; criterion's groups cover different ticks).
+fn lockstep(n: usize, ticks: usize) {
+    let mut plain = warm_world(n, true);
+    let mut persisted = warm_world(n, true);
+    if std::env::var_os("HEARTH_LOCKSTEP_CONTROL").is_none() {
+        persisted.persist_every(10);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ticks {
+        let t = std::time::Instant::now();
+        plain.step();
+        plain.drain_events();
+        a.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        persisted.step();
+        persisted.drain_events();
+        persisted.take_snapshot();
+        b.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        (
+            mean,
+            v[v.len() / 2],
+            v[(v.len() * 99) / 100],
+            v[v.len() - 1],
+        )
+    };
+    let (pa, pb) = (stats(&mut a), stats(&mut b));
+    if let Some(full) = persisted.full_snapshot() {
+        let agents: Vec<hearth::world::persist::AgentSim> = full
+            .agents
+            .iter()
+            .filter_map(|a| hearth::world::persist::decode_agent(&a.sim).ok())
+            .collect();
+        let avg = |f: &dyn Fn(&hearth::world::persist::AgentSim) -> usize| {
+            agents.iter().map(f).sum::<usize>() as f64 / agents.len().max(1) as f64
+        };
+        eprintln!(
+            "lockstep/{n}: blob {:.0} B; recent {:.1}, fresh {:.1}, steps {:.1}, path {:.1}, cooldowns {:.1}",
+            full.agents.iter().map(|a| a.sim.len()).sum::<usize>() as f64 / n as f64,
+            avg(&|a| a.perception.recent.len()),
+            avg(&|a| a.perception.fresh.len()),
+            avg(&|a| a.plan.steps.len()),
+            avg(&|a| a.movement.path.len()),
+            avg(&|a| a.talk.cooldowns.len()),
+        );
+    }
+    eprintln!(
+        "lockstep/{n} over {ticks} ticks (ms, mean/p50/p99/max): plain {:.2}/{:.2}/{:.2}/{:.2}, \
+         persisting {:.2}/{:.2}/{:.2}/{:.2}; mean ratio {:.2}, p99 ratio {:.2}",
+        pa.0,
+        pa.1,
+        pa.2,
+        pa.3,
+        pb.0,
+        pb.1,
+        pb.2,
+        pb.3,
+        pb.0 / pa.0,
+        pb.2 / pa.2
+    );
+}
+
 fn snapshot(c: &mut Criterion) {
+    // HEARTH_LOCKSTEP=10000,100000: the lockstep comparison at those sizes
+    if let Ok(sizes) = std::env::var("HEARTH_LOCKSTEP") {
+        for n in sizes
+            .split(',')
+            .filter_map(|s| s.trim().parse::<usize>().ok())
+        {
+            lockstep(n, if n >= 100_000 { 300 } else { 600 });
+        }
+    }
     let mut group = c.benchmark_group("snapshot");
     for n in [10_000usize, 100_000] {
         group.sample_size(if n >= 100_000 { 20 } else { 50 });
@@ -99,22 +175,56 @@ fn snapshot(c: &mut Criterion) {
                 plain.drain_events();
             });
         });
-        // a snapshot every tick: each measured tick pays for one flush's copy
-        // of the agents that changed during it (a flush every ten ticks
-        // copies the agents changed in those ten: at most every agent)
+        // persisting as `serve` does (a snapshot every ten ticks): each tick
+        // encodes the agents that changed during it, and every tenth hands
+        // them over with the world's state; criterion's mean is the cost per
+        // tick, amortised over the flush interval
         let mut persisted = warm_world(n, true);
-        persisted.persist_every(1);
-        persisted.step();
-        persisted.take_snapshot();
+        persisted.persist_every(10);
+        for _ in 0..10 {
+            persisted.step();
+            persisted.take_snapshot();
+        }
         let mut dirty = 0usize;
         group.bench_with_input(BenchmarkId::new("tick_and_snapshot", n), &n, |b, _| {
             b.iter(|| {
                 persisted.step();
                 persisted.drain_events();
-                dirty = persisted.take_snapshot().map_or(0, |s| s.agents.len());
+                if let Some(s) = persisted.take_snapshot() {
+                    dirty = s.agents.len();
+                }
             });
         });
-        eprintln!("snapshot/{n}: {dirty} agents changed in the last measured tick");
+        eprintln!("snapshot/{n}: {dirty} agents changed in the last flush interval");
+        if let Some(full) = persisted.full_snapshot() {
+            let bytes: usize = full.agents.iter().map(|a| a.sim.len()).sum();
+            let rels: usize = (0..n as u32)
+                .filter_map(|i| persisted.get::<hearth::world::components::Relationships>(i))
+                .map(|r| r.0.len())
+                .sum();
+            eprintln!(
+                "snapshot/{n}: {} B per agent blob, {} relationships per agent, world state {} B",
+                bytes / n.max(1),
+                rels / n.max(1),
+                full.world.len()
+            );
+        }
+        if n == 10_000 {
+            let full = persisted.full_snapshot().expect("snapshot");
+            let agents: Vec<hearth::world::persist::AgentSim> = full
+                .agents
+                .iter()
+                .map(|a| hearth::world::persist::decode_agent(&a.sim).expect("decodes"))
+                .collect();
+            group.bench_function("encode_10k_agents", |b| {
+                b.iter(|| {
+                    agents
+                        .iter()
+                        .map(|a| hearth::world::persist::encode_agent(a).len())
+                        .sum::<usize>()
+                });
+            });
+        }
         group.bench_with_input(BenchmarkId::new("full_snapshot", n), &n, |b, _| {
             b.iter(|| persisted.full_snapshot());
         });

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 use crate::content::{AgentDef, WorldMap};
 use crate::world::WorldEvent;
-use crate::world::components::{PlanStatus, Step};
+use crate::world::components::{PlanStatus, Relationship, Step};
 use crate::world::conversation::Conversation;
 use crate::world::persist::{self, AgentSim, WorldSnapshot};
 use crate::world::runner::TickOutput;
@@ -282,8 +282,8 @@ fn to_batch(
                 .plans
                 .insert(agent_id, plan_row(ctx, agent_id, &agent, tick));
         }
-        if dirty.relationships {
-            for r in &agent.relationships.0 {
+        if let Some(relationships) = &dirty.relationships {
+            for r in relationships {
                 let Some(&target) = ctx.agent_ids.get(r.target as usize) else {
                     continue;
                 };
@@ -520,6 +520,31 @@ fn plan_row(ctx: &Context, agent_id: i64, a: &AgentSim, tick: i64) -> PlanRow {
         deadline: Some(ts(p.deadline * 60)),
         created_game_time: ts(a.activity.since * 60),
         updated_tick: tick,
+    }
+}
+
+/// What the database holds of a world, as the simulation resumes from it.
+pub fn saved_from_db(saved: hearth_db::writer::SavedWorld) -> crate::world::Saved {
+    let mut relationships: HashMap<String, Vec<(String, Relationship)>> = HashMap::new();
+    for r in saved.relationships {
+        relationships.entry(r.agent).or_default().push((
+            r.target,
+            Relationship {
+                target: 0,
+                kind: r.kind,
+                affection: r.affection,
+                trust: r.trust,
+                interactions: u32::try_from(r.interaction_count).unwrap_or(0),
+                last_interaction: r
+                    .last_interaction
+                    .map(|t| game_time::from_timestamp(t) / 60),
+            },
+        ));
+    }
+    crate::world::Saved {
+        world: saved.checkpoint.state.unwrap_or_default(),
+        agents: saved.agents.into_iter().collect(),
+        relationships,
     }
 }
 

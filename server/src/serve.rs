@@ -31,7 +31,7 @@ use crate::simulate::Timing;
 use crate::world::mind::{Mind, RuleMind};
 use crate::world::persist::PersistError;
 use crate::world::runner;
-use crate::world::{Command, Saved, Sim, SimConfig};
+use crate::world::{Command, Sim, SimConfig};
 
 /// What `serve` runs, with the defaults of the demo world.
 #[derive(Debug, Clone)]
@@ -148,18 +148,16 @@ pub async fn run(
                 db_writer::load_saved(&client, world.id).await?
             };
             let sim = match saved {
-                Some(db_writer::SavedWorld { checkpoint, agents }) => {
-                    let saved = Saved {
-                        world: checkpoint.state.unwrap_or_default(),
-                        agents: agents.into_iter().collect(),
-                    };
+                Some(saved) => {
+                    let tick = saved.checkpoint.tick;
+                    let saved = pipeline::saved_from_db(saved);
                     let (sim, report) = Sim::restore(content, sim_config, mind.clone(), &saved)
                         .map_err(|error| ServeError::Resume {
                             world: world.slug.clone(),
                             error,
                         })?;
                     info!(
-                        tick = checkpoint.tick,
+                        tick,
                         game_time = %sim.clock().label(),
                         restored = report.restored,
                         fresh = report.fresh,

@@ -85,15 +85,11 @@ async fn restore(client: &Client, world: &str) -> (Sim, Saved) {
         .await
         .unwrap()
         .get(0);
-    let hearth_db::writer::SavedWorld { checkpoint, agents } =
-        hearth_db::writer::load_saved(client, id)
-            .await
-            .unwrap()
-            .expect("a checkpoint with state");
-    let saved = Saved {
-        world: checkpoint.state.unwrap(),
-        agents: agents.into_iter().collect(),
-    };
+    let stored = hearth_db::writer::load_saved(client, id)
+        .await
+        .unwrap()
+        .expect("a checkpoint with state");
+    let saved = hearth::persist::saved_from_db(stored);
     let content = synthetic::world(AGENTS.parse().unwrap(), SEED.parse().unwrap());
     let (sim, report) =
         Sim::restore(content, SimConfig::default(), Arc::new(RuleMind), &saved).unwrap();
@@ -142,10 +138,16 @@ async fn a_graceful_stop_checkpoints_and_the_next_start_resumes_it() {
     assert_eq!(sim.clock().tick as i64, first);
     let again = sim.full_snapshot().expect("snapshot");
     assert_eq!(again.world, saved.world);
+    let mut relationships = 0;
     for a in &again.agents {
         let slug = &sim.defs()[a.idx as usize].file.id;
         assert_eq!(&a.sim, &saved.agents[slug], "agent {slug}");
+        let rels = a.relationships.as_ref().expect("a full snapshot has them");
+        let stored = saved.relationships.get(slug).map_or(0, Vec::len);
+        assert_eq!(rels.len(), stored, "agent {slug}'s relationships");
+        relationships += rels.len();
     }
+    assert!(relationships > 0, "the synthetic agents know each other");
 
     // the next start goes on from there, it does not start over
     cli::run(

@@ -208,12 +208,14 @@ pub struct Sim {
     final_snapshot: Schedule,
 }
 
-/// What a world resumes from: the checkpoint's world state and each agent's
-/// saved components, by slug.
+/// What a world resumes from: the checkpoint's world state, each agent's
+/// saved components and its relationships (each with its target's slug;
+/// the target index inside is ignored), by slug.
 #[derive(Debug, Clone, Default)]
 pub struct Saved {
     pub world: Vec<u8>,
     pub agents: std::collections::HashMap<String, Vec<u8>>,
+    pub relationships: std::collections::HashMap<String, Vec<(String, Relationship)>>,
 }
 
 /// How a restore went.
@@ -390,10 +392,7 @@ impl Sim {
             needs::update_needs
                 .in_set(SimSet::Needs)
                 .run_if(events::running),
-            (
-                bound_outbox,
-                persist::snapshot.run_if(persist::snapshot_due),
-            )
+            (bound_outbox, persist::snapshot.run_if(persist::persisting))
                 .chain()
                 .in_set(SimSet::Outbound),
         ));
@@ -434,13 +433,22 @@ impl Sim {
             .enumerate()
             .map(|(i, d)| (d.file.id.clone(), i as u32))
             .collect();
-        let map: Vec<Option<u32>> = state
-            .agents
+        // every saved agent says which index it had: map old indexes to new
+        let mut decoded = Vec::with_capacity(saved.agents.len());
+        for (slug, blob) in &saved.agents {
+            decoded.push((slug.as_str(), persist::decode_agent(blob)?));
+        }
+        let old_len = decoded
             .iter()
-            .map(|slug| slugs.get(slug).copied())
-            .collect();
+            .map(|(_, a)| a.idx as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut map: Vec<Option<u32>> = vec![None; old_len];
+        for (slug, a) in &decoded {
+            map[a.idx as usize] = slugs.get(*slug).copied();
+        }
         let same_agents =
-            map.iter().enumerate().all(|(i, m)| *m == Some(i as u32)) && map.len() == slugs.len();
+            old_len == slugs.len() && map.iter().enumerate().all(|(i, m)| *m == Some(i as u32));
         let locations: Vec<&str> = sim
             .map()
             .locations
@@ -449,16 +457,15 @@ impl Sim {
             .collect();
         let same_map = state.locations.iter().map(String::as_str).eq(locations);
         let entities = sim.world.resource::<AgentIndex>().0.clone();
-        for (i, def) in sim.defs().clone().iter().enumerate() {
-            let Some(blob) = saved.agents.get(&def.file.id) else {
-                report.fresh += 1;
+        for (slug, mut agent) in decoded {
+            let Some(&i) = slugs.get(slug) else {
+                report.dropped += 1;
                 continue;
             };
-            let mut agent = persist::decode_agent(blob)?;
             if !same_agents {
                 persist::remap_agent(&mut agent, &map);
             }
-            let mut entity = sim.world.entity_mut(entities[i]);
+            let mut entity = sim.world.entity_mut(entities[i as usize]);
             if !same_map {
                 // locations are ids into the map: plans made on the old map
                 // mean nothing on the new one, so the agent plans afresh
@@ -467,21 +474,32 @@ impl Sim {
             } else {
                 entity.insert((agent.activity, agent.plan, agent.movement));
             }
+            let mut relationships: Vec<Relationship> = saved
+                .relationships
+                .get(slug)
+                .into_iter()
+                .flatten()
+                .filter_map(|(target, r)| {
+                    let t = *slugs.get(target)?;
+                    (t != i).then(|| Relationship {
+                        target: t,
+                        ..r.clone()
+                    })
+                })
+                .collect();
+            relationships.sort_by_key(|r| r.target);
+            relationships.dedup_by_key(|r| r.target);
             entity.insert((
                 agent.position,
                 agent.facing,
                 agent.needs,
                 agent.perception,
                 agent.talk,
-                agent.relationships,
+                Relationships(relationships),
             ));
             report.restored += 1;
         }
-        report.dropped = state
-            .agents
-            .iter()
-            .filter(|s| !slugs.contains_key(*s))
-            .count();
+        report.fresh = slugs.len() - report.restored;
         {
             let mut clock = sim.world.resource_mut::<GameClock>();
             clock.tick = state.tick;

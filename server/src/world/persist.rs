@@ -1,12 +1,17 @@
 //! What the world hands its write-behind writer, and how a world comes back
-//! from it. Every flush interval [`snapshot`] (a system, in the outbound
-//! set) copies the agents whose components changed since its last run
-//! (bevy's change detection; added agents count as changed, removed ones are
-//! listed) into a [`WorldSnapshot`]: each agent's components serialized into
-//! one compact blob, and the world's own state (clock, counters,
-//! conversations under way, path queue) into another. No I/O: the runner
-//! passes the snapshot on, and the database rows are built off the world's
-//! thread. [`Sim::restore`](super::Sim::restore) reverses it.
+//! from it. Each tick [`snapshot`] (a system, in the outbound set) encodes
+//! the agents whose components changed during the tick (bevy's change
+//! detection; added agents count as changed, removed ones are listed) into
+//! one compact blob each, kept until the flush; every flush interval it
+//! hands them over as a [`WorldSnapshot`] with the world's own state (clock,
+//! counters, conversations under way, path queue) in another blob. An agent
+//! unchanged since its blob was made is still in that state, so the blobs
+//! at a flush are a consistent cut of the world at that tick; encoding as
+//! changes happen spreads the work evenly over the ticks instead of piling
+//! it on the flush's (all agents' needs change once a game minute, each on
+//! its own tick). No I/O: the runner passes the snapshot on, and the
+//! database rows are built off the world's thread.
+//! [`Sim::restore`](super::Sim::restore) reverses it.
 //!
 //! The blobs are postcard (a compact, stable serde format) behind a format
 //! byte. Agents are referred to by index inside the world, so the world
@@ -26,11 +31,11 @@ use super::conversation::{Conversation, Conversations};
 use super::events::Paused;
 use super::path::PathQueue;
 use super::rng::WorldRng;
-use super::{AgentIndex, Defs, MapRes, Stats};
+use super::{AgentIndex, MapRes, Stats};
 
 /// The version of the blobs' layout; bumped whenever a serialized type
 /// changes shape. A blob of another version is refused, never misread.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
@@ -45,6 +50,9 @@ pub enum PersistError {
 /// One agent's changing state, as saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSim {
+    /// The agent's index in the world when it was saved: the indexes other
+    /// saved state refers to agents by.
+    pub idx: u32,
     pub position: Position,
     pub facing: Facing,
     pub activity: Activity,
@@ -53,22 +61,6 @@ pub struct AgentSim {
     pub needs: Needs,
     pub perception: Perception,
     pub talk: Talk,
-    pub relationships: Relationships,
-}
-
-/// [`AgentSim`] by reference, so that saving copies nothing first. Its
-/// fields are [`AgentSim`]'s, in the same order (postcard is positional).
-#[derive(Serialize)]
-struct AgentSimRef<'a> {
-    position: &'a Position,
-    facing: &'a Facing,
-    activity: &'a Activity,
-    plan: &'a Plan,
-    movement: &'a Movement,
-    needs: &'a Needs,
-    perception: &'a Perception,
-    talk: &'a Talk,
-    relationships: &'a Relationships,
 }
 
 /// The world's own state, as saved with each checkpoint.
@@ -83,8 +75,6 @@ pub struct WorldState {
     pub next_conversation: u64,
     /// Agents waiting for a path search, by index, in turn order.
     pub path_queue: Vec<u32>,
-    /// The agents' slugs, by index, when this was saved.
-    pub agents: Vec<String>,
     /// The map's location names, by id, when this was saved.
     pub locations: Vec<String>,
 }
@@ -95,8 +85,10 @@ pub struct DirtyAgent {
     pub idx: u32,
     /// [`encode_agent`] of its components.
     pub sim: Vec<u8>,
-    /// Its relationships changed (their rows are rewritten).
-    pub relationships: bool,
+    /// Its relationships, when they changed. They are saved as rows of their
+    /// own (only when they change), not in the blob: they are most of an
+    /// agent's state by size and change far less often than the rest.
+    pub relationships: Option<Vec<Relationship>>,
     /// Its plan changed.
     pub plan: bool,
 }
@@ -129,7 +121,7 @@ impl WorldSnapshot {
             match at.get(&a.idx) {
                 Some(&i) => {
                     let old = &mut self.agents[i];
-                    let relationships = old.relationships || a.relationships;
+                    let relationships = a.relationships.or_else(|| old.relationships.take());
                     let plan = old.plan || a.plan;
                     *old = DirtyAgent {
                         relationships,
@@ -151,14 +143,41 @@ impl WorldSnapshot {
     }
 }
 
-/// When snapshots are taken, and the one waiting to be picked up.
+/// Saved parts of an agent's blob: its index, then each component of
+/// [`AgentSim`], in field order.
+const PARTS: usize = 9;
+
+/// An agent changed since the last snapshot.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    /// The blob as of the agent's last change.
+    sim: Vec<u8>,
+    relationships: Option<Vec<Relationship>>,
+    plan: bool,
+}
+
+/// When snapshots are taken, what changed since the last one, and the
+/// snapshot waiting to be picked up.
+///
+/// Each agent's blob is kept as its parts, one per component, re-encoded
+/// only when that component changes: postcard encodes a struct as the
+/// concatenation of its fields, so the parts laid end to end are exactly
+/// the blob of the whole [`AgentSim`]. A tick thus encodes the components
+/// that changed during it (for most agents, a few bytes of needs or
+/// position), and a flush concatenates the parts of the agents that changed.
 #[derive(Debug, Default, Resource)]
 pub struct Persistence {
     /// Ticks between snapshots; 0 turns them off.
     pub every: u64,
     pub next_due: u64,
-    /// The next snapshot includes every agent.
+    /// The next pass encodes every component of every agent.
     pub full: bool,
+    /// By agent index: the encoded parts, kept between snapshots.
+    parts: Vec<[Vec<u8>; PARTS]>,
+    /// By agent index: changed since the last snapshot.
+    pending: Vec<Option<Pending>>,
+    /// The indexes in `pending`, in the order they first changed.
+    dirty: Vec<u32>,
     pub out: Option<WorldSnapshot>,
 }
 
@@ -167,16 +186,36 @@ impl Persistence {
     pub fn every(every: u64) -> Self {
         Self {
             every,
-            next_due: 0,
             full: true,
-            out: None,
+            ..Self::default()
         }
+    }
+
+    /// The agents changed since the last snapshot, with their blobs.
+    fn take_dirty(&mut self) -> Vec<DirtyAgent> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        let out = dirty
+            .iter()
+            .filter_map(|&i| {
+                let pending = self.pending.get_mut(i as usize)?.take()?;
+                Some(DirtyAgent {
+                    idx: i,
+                    sim: pending.sim,
+                    relationships: pending.relationships,
+                    plan: pending.plan,
+                })
+            })
+            .collect();
+        dirty.clear();
+        self.dirty = dirty;
+        out
     }
 }
 
-/// Run condition: a snapshot is due.
-pub fn snapshot_due(clock: Res<GameClock>, persistence: Res<Persistence>) -> bool {
-    persistence.every > 0 && (persistence.full || clock.tick >= persistence.next_due)
+/// Run condition: persistence is on.
+pub fn persisting(persistence: Res<Persistence>) -> bool {
+    persistence.every > 0
 }
 
 type Saved<'a> = (
@@ -204,8 +243,22 @@ type AnyChanged = Or<(
     Changed<Relationships>,
 )>;
 
-/// Copies what changed into [`Persistence::out`] (merged with a snapshot
-/// nobody picked up yet, so none is lost).
+/// Encodes `value` into `part` (reusing its allocation) through `scratch`.
+fn encode_part<T: Serialize + ?Sized>(value: &T, part: &mut Vec<u8>, scratch: &mut [u8]) {
+    part.clear();
+    match postcard::to_slice(value, scratch) {
+        Ok(used) => part.extend_from_slice(used),
+        Err(_) => match postcard::to_extend(value, std::mem::take(part)) {
+            Ok(v) => *part = v,
+            Err(e) => tracing::error!(error = %e, "cannot serialize an agent's state"),
+        },
+    }
+}
+
+/// Encodes what changed during this tick and, when a flush is due, hands
+/// the changed agents over with the world's state in
+/// [`Persistence::out`] (merged with a snapshot nobody picked up yet, so
+/// none is lost).
 #[expect(
     clippy::too_many_arguments,
     reason = "a bevy system takes what it touches as parameters"
@@ -218,7 +271,6 @@ pub fn snapshot(
     stats: Res<Stats>,
     conversations: Res<Conversations>,
     queue: Res<PathQueue>,
-    defs: Res<Defs>,
     map: Res<MapRes>,
     changed: Query<Saved, AnyChanged>,
     all: Query<Saved>,
@@ -227,32 +279,74 @@ pub fn snapshot(
     index: Res<AgentIndex>,
 ) {
     let full = persistence.full;
-    let mut agents = Vec::with_capacity(if full { all.iter().len() } else { 64 });
-    let mut push = |item: Saved<'_>| {
-        let (idx, position, facing, activity, plan, movement, needs, perception, talk, rels) = item;
-        let view = AgentSimRef {
-            position: &position,
-            facing: &facing,
-            activity: &activity,
-            plan: &plan,
-            movement: &movement,
-            needs: &needs,
-            perception: &perception,
-            talk: &talk,
-            relationships: &rels,
-        };
-        agents.push(DirtyAgent {
-            idx: idx.0,
-            sim: encode(&view),
-            relationships: full || rels.is_changed(),
-            plan: full || plan.is_changed(),
-        });
-    };
-    if full {
-        all.iter().for_each(&mut push);
-    } else {
-        changed.iter().for_each(&mut push);
+    let due = full || clock.tick >= persistence.next_due;
+    let mut scratch = [0u8; 4096];
+    let p = &mut *persistence;
+    if p.parts.len() < index.0.len() {
+        p.parts.resize_with(index.0.len(), Default::default);
+        p.pending.resize(index.0.len(), None);
     }
+    let items: Box<dyn Iterator<Item = Saved<'_>>> = if full {
+        Box::new(all.iter())
+    } else {
+        Box::new(changed.iter())
+    };
+    for (idx, position, facing, activity, plan, movement, needs, perception, talk, rels) in items {
+        let i = idx.0 as usize;
+        if i >= p.parts.len() {
+            p.parts.resize_with(i + 1, Default::default);
+            p.pending.resize(i + 1, None);
+        }
+        let parts = &mut p.parts[i];
+        if full || parts[0].is_empty() {
+            encode_part(&idx.0, &mut parts[0], &mut scratch);
+        }
+        macro_rules! part {
+            ($n:expr, $c:expr) => {
+                if full || $c.is_changed() || parts[$n].is_empty() {
+                    encode_part(&*$c, &mut parts[$n], &mut scratch);
+                }
+            };
+        }
+        part!(1, position);
+        part!(2, facing);
+        part!(3, activity);
+        part!(4, plan);
+        part!(5, movement);
+        part!(6, needs);
+        part!(7, perception);
+        part!(8, talk);
+        let pending = match &mut p.pending[i] {
+            Some(pending) => pending,
+            slot @ None => {
+                p.dirty.push(idx.0);
+                slot.insert(Pending::default())
+            }
+        };
+        pending.plan |= full || plan.is_changed();
+        if full || rels.is_changed() {
+            match &mut pending.relationships {
+                Some(kept) => kept.clone_from(&rels.0),
+                None => pending.relationships = Some(rels.0.clone()),
+            }
+        }
+        // the blob as of now, laid end to end from the parts, so that the
+        // flush only hands blobs over
+        let parts = &p.parts[i];
+        pending.sim.clear();
+        pending
+            .sim
+            .reserve(1 + parts.iter().map(Vec::len).sum::<usize>());
+        pending.sim.push(FORMAT);
+        for part in parts {
+            pending.sim.extend_from_slice(part);
+        }
+    }
+    persistence.full = false;
+    if !due {
+        return;
+    }
+    let agents = persistence.take_dirty();
     // removal detection: entities that lost their AgentIdx (left the world)
     let gone: Vec<u32> = removed
         .read()
@@ -271,7 +365,6 @@ pub fn snapshot(
             .entities()
             .filter_map(|e| idx_of.get(e).ok().map(|i| i.0))
             .collect(),
-        agents: defs.agents.iter().map(|d| d.file.id.clone()).collect(),
         locations: map.0.locations.iter().map(|l| l.name.clone()).collect(),
     };
     let snapshot = WorldSnapshot {
@@ -286,7 +379,6 @@ pub fn snapshot(
         Some(waiting) => waiting.merge(snapshot),
         None => persistence.out = Some(snapshot),
     }
-    persistence.full = false;
     // on multiples of the interval, whenever the first one was
     let every = persistence.every.max(1);
     persistence.next_due = (clock.tick / every + 1) * every;
@@ -339,14 +431,6 @@ pub fn encode_world(state: &WorldState) -> Vec<u8> {
 /// dropped).
 pub fn remap_agent(agent: &mut AgentSim, map: &[Option<u32>]) {
     let to = |i: u32| map.get(i as usize).copied().flatten();
-    agent.relationships.0.retain_mut(|r| match to(r.target) {
-        Some(t) => {
-            r.target = t;
-            true
-        }
-        None => false,
-    });
-    agent.relationships.0.sort_by_key(|r| r.target);
     agent.talk.cooldowns.retain_mut(|(o, _)| match to(*o) {
         Some(t) => {
             *o = t;
@@ -392,6 +476,7 @@ mod tests {
         let e = sim.entity(4).expect("agent");
         let w = sim.world();
         let agent = AgentSim {
+            idx: 4,
             position: *w.get::<Position>(e).expect("c"),
             facing: *w.get::<Facing>(e).expect("c"),
             activity: w.get::<Activity>(e).expect("c").clone(),
@@ -400,10 +485,18 @@ mod tests {
             needs: *w.get::<Needs>(e).expect("c"),
             perception: w.get::<Perception>(e).expect("c").clone(),
             talk: w.get::<Talk>(e).expect("c").clone(),
-            relationships: w.get::<Relationships>(e).expect("c").clone(),
         };
         let blob = encode_agent(&agent);
         assert_eq!(decode_agent(&blob).expect("decodes"), agent);
+        // the snapshot's blob, laid end to end from its parts, is the same bytes
+        let snapshot = sim.full_snapshot().expect("snapshot");
+        let part_blob = &snapshot
+            .agents
+            .iter()
+            .find(|a| a.idx == 4)
+            .expect("agent 4")
+            .sim;
+        assert_eq!(part_blob, &blob);
         let mut other = blob.clone();
         other[0] = FORMAT + 1;
         assert!(matches!(
@@ -420,6 +513,7 @@ mod tests {
     #[test]
     fn remapping_drops_agents_that_are_gone() {
         let mut a = AgentSim {
+            idx: 2,
             position: Position { x: 1.0, y: 2.0 },
             facing: Facing::N,
             activity: Activity {
@@ -451,20 +545,9 @@ mod tests {
                 cooldowns: vec![(0, 9), (2, 9)],
                 count: 0,
             },
-            relationships: Relationships::default(),
         };
-        a.relationships.entry(0);
-        a.relationships.entry(2);
         // agent 0 is gone, 2 became 0
         remap_agent(&mut a, &[None, Some(1), Some(0)]);
-        assert_eq!(
-            a.relationships
-                .0
-                .iter()
-                .map(|r| r.target)
-                .collect::<Vec<_>>(),
-            vec![0]
-        );
         assert_eq!(a.talk.cooldowns, vec![(0, 9)]);
         assert_eq!(a.perception.recent, vec![(0, 1, 5)]);
         assert_eq!(a.perception.fresh, vec![(0, 0, 1.0)]);
@@ -487,6 +570,7 @@ mod resume_tests {
     struct Store {
         world: Vec<u8>,
         agents: HashMap<u32, Vec<u8>>,
+        relationships: HashMap<u32, Vec<Relationship>>,
     }
 
     impl Store {
@@ -494,16 +578,30 @@ mod resume_tests {
             self.world = s.world;
             for a in s.agents {
                 self.agents.insert(a.idx, a.sim);
+                if let Some(r) = a.relationships {
+                    self.relationships.insert(a.idx, r);
+                }
             }
         }
 
         fn saved(&self, sim: &Sim) -> Saved {
+            let slug = |i: u32| sim.defs()[i as usize].file.id.clone();
             Saved {
                 world: self.world.clone(),
                 agents: self
                     .agents
                     .iter()
-                    .map(|(i, b)| (sim.defs()[*i as usize].file.id.clone(), b.clone()))
+                    .map(|(i, b)| (slug(*i), b.clone()))
+                    .collect(),
+                relationships: self
+                    .relationships
+                    .iter()
+                    .map(|(i, rels)| {
+                        (
+                            slug(*i),
+                            rels.iter().map(|r| (slug(r.target), r.clone())).collect(),
+                        )
+                    })
                     .collect(),
             }
         }
