@@ -9,6 +9,7 @@
 //! - [`migrate`]: the embedded, checksummed migrations and their runner.
 //! - [`check`]: `hearth db check`, one message and exit code per failure mode.
 //! - [`worlds`]: the tenancy rows and the per-dimension vector indexes.
+//! - [`accounts`]: users, their roles per world, sessions, characters.
 //! - [`agents`]: a world's agents, registered from the designers' files.
 //! - [`memories`]: agents' memories: COPY ingestion, embeddings, exact
 //!   scored retrieval per agent, nearest reflections through HNSW.
@@ -24,6 +25,7 @@
 //!   natural key, for `hearth export` and `hearth import`.
 //! - [`error`]: the crate's error type, which names violated constraints.
 
+pub mod accounts;
 pub mod agents;
 pub mod check;
 pub mod cluster;

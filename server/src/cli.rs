@@ -91,6 +91,9 @@ pub enum Command {
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
     },
+    /// Accounts: users and their roles per world (docs/accounts.md).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +146,29 @@ pub enum MemoriesCommand {
         batch: usize,
         #[command(flatten)]
         embed: EmbedArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (or reuse the one of that name) and give it a role in a
+    /// world; a player also gets its character, named after it. Without
+    /// --password a new user's password is asked twice on the terminal.
+    Add {
+        /// The username: 3 to 32 letters, digits, '_', '.' or '-'.
+        name: String,
+        #[arg(long, value_enum)]
+        role: crate::net::auth::Role,
+        /// The world (its slug); it must exist.
+        #[arg(long)]
+        world: String,
+        /// The new user's password (8 to 128 characters). It shows in the
+        /// process list and shell history: prefer the prompt.
+        #[arg(long)]
+        password: Option<crate::net::auth::Password>,
+        /// The new user's email address.
+        #[arg(long)]
+        email: Option<String>,
     },
 }
 
@@ -552,6 +578,31 @@ pub async fn run(
             let mut client = connect_checked(&target).await?;
             export::import_command(&mut client, &migrations, &file, as_name.as_deref(), out)
                 .await?;
+        }
+        Command::User(UserCommand::Add {
+            name,
+            role,
+            world,
+            password,
+            email,
+        }) => {
+            use crate::net::auth::{self, AuthError, UserAdd};
+            let (target, _) = database()?;
+            let client = connect_checked(&target).await?;
+            let request = UserAdd {
+                name,
+                role,
+                world,
+                password,
+                email,
+            };
+            let added = auth::add_user(&client, request)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Db(db) => CliError::from(db),
+                    other => CliError::Usage(other.to_string()),
+                })?;
+            writeln!(out, "{added}")?;
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! - [`export`]: `hearth export` and `hearth import`: a whole world as a
 //!   versioned JSON document, and back.
 //! - [`serve`]: `hearth serve`, the long-running server.
+//! - [`net`]: the game clients' protocol and accounts.
 //! - [`persist`]: the write-behind pipeline from the world's snapshots to
 //!   the database writer.
 //! - [`shutdown`]: the signals that stop it gracefully.
@@ -20,6 +21,7 @@ pub mod content;
 pub mod export;
 pub mod memories;
 pub mod mind;
+pub mod net;
 pub mod persist;
 pub mod serve;
 pub mod shutdown;

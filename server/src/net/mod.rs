@@ -1,0 +1,13 @@
+//! Hearth's network surface for game clients: the versioned WebSocket
+//! protocol (`docs/protocol.md`) and the accounts behind it. Touches no
+//! world state directly: it speaks to the world through its command channel
+//! and reads what the world publishes.
+//!
+//! # Layout
+//! - [`protocol`]: protocol v1's messages, their decoding (with the error
+//!   codes clients see) and encoding.
+//! - [`auth`]: passwords (argon2id), signed tokens with expiry and
+//!   revocation, roles per world.
+
+pub mod auth;
+pub mod protocol;

@@ -1,0 +1,1 @@
+//! Protocol v1 of game clients (`docs/protocol.md`): being written.
