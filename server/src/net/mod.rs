@@ -8,6 +8,9 @@
 //!   codes clients see) and encoding.
 //! - [`auth`]: passwords (argon2id), signed tokens with expiry and
 //!   revocation, roles per world.
+//! - [`mirror`]: the hub's copy of what clients see, and areas of interest
+//!   (snapshots, deltas, far agents at half rate) over it.
 
 pub mod auth;
+pub mod mirror;
 pub mod protocol;

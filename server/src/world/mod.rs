@@ -27,6 +27,7 @@
 //! - [`events`]: inbound commands and outbound events.
 //! - [`persist`]: the snapshots handed to the write-behind writer, and the
 //!   saved state a world resumes from.
+//! - [`view`]: what clients see, published each tick for the hub.
 //! - [`runner`]: the world on its own thread at a fixed tick rate.
 
 pub mod clock;
@@ -46,6 +47,7 @@ pub mod runner;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -332,6 +334,7 @@ impl Sim {
         world.insert_resource(events::Paused::default());
         world.insert_resource(events::Throttled::default());
         world.insert_resource(persist::Persistence::default());
+        world.insert_resource(view::View::default());
         world.insert_resource(PathQueue::default());
         world.insert_resource(SpatialGrid::default());
         world.insert_resource(TalkCandidates::default());
@@ -392,7 +395,11 @@ impl Sim {
             needs::update_needs
                 .in_set(SimSet::Needs)
                 .run_if(events::running),
-            (bound_outbox, persist::snapshot.run_if(persist::persisting))
+            (
+                bound_outbox,
+                persist::snapshot.run_if(persist::persisting),
+                view::publish.run_if(view::viewing),
+            )
                 .chain()
                 .in_set(SimSet::Outbound),
         ));
@@ -583,6 +590,24 @@ impl Sim {
         p.every = every;
         p.next_due = next;
         p.full = true;
+    }
+
+    /// Publishes what clients see from the next tick on, starting with
+    /// every agent.
+    pub fn publish_view(&mut self) {
+        let mut v = self.world.resource_mut::<view::View>();
+        v.on = true;
+        v.resync = true;
+    }
+
+    /// The next view frame holds every agent.
+    pub fn resync_view(&mut self) {
+        self.world.resource_mut::<view::View>().resync = true;
+    }
+
+    /// The view frame published since the last call, if any.
+    pub fn take_view(&mut self) -> Option<view::ViewFrame> {
+        self.world.resource_mut::<view::View>().out.take()
     }
 
     /// The snapshot taken at this tick, if one was.

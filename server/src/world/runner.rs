@@ -29,6 +29,8 @@ pub struct TickOutput {
     pub events: Vec<(u64, WorldEvent)>,
     /// The snapshot for the write-behind writer, on ticks that took one.
     pub snapshot: Option<super::persist::WorldSnapshot>,
+    /// What clients see that changed, when the view is published.
+    pub view: Option<super::view::ViewFrame>,
 }
 
 /// A running world. Dropping it stops the thread and waits for it.
@@ -98,6 +100,7 @@ pub fn spawn(
                     game_seconds: sim.clock().seconds,
                     events: sim.drain_events(),
                     snapshot: sim.take_snapshot(),
+                    view: sim.take_view(),
                 });
                 next += period;
                 let now = Instant::now();

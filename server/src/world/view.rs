@@ -1,0 +1,194 @@
+//! What clients see of the world, published each tick for the hub: the
+//! agents whose position, facing, activity or mood changed during the tick
+//! (bevy change detection), as small plain values the hub mirrors and cuts
+//! into areas of interest. The first frame, and any after [`View::resync`],
+//! holds every agent. No I/O and no strings: labels are resolved by the hub
+//! from the shared definitions. Touches the agents' components (read-only)
+//! and its own [`View`] resource.
+
+use bevy_ecs::prelude::*;
+
+use super::GameClock;
+use super::components::{Activity, AgentIdx, Facing, Needs, Override, Position};
+use crate::content::{AgentDef, LocationId};
+
+/// What a client sees of an agent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AgentView {
+    pub idx: u32,
+    pub x: f32,
+    pub y: f32,
+    pub facing: Facing,
+    /// The schedule block the agent is in (`u16::MAX` for none) and why it
+    /// is not in one: 0 none, 1 exhausted, 2 free time.
+    pub block: u16,
+    pub reason: u8,
+    pub location: LocationId,
+    /// -1 (miserable) ..= 1 (elated).
+    pub mood: f32,
+}
+
+impl AgentView {
+    /// The activity's label, as the agent's definition names it.
+    pub fn activity<'a>(&self, def: &'a AgentDef) -> &'a str {
+        match (self.block, self.reason) {
+            (b, _) if b != u16::MAX => def
+                .schedule
+                .get(b as usize)
+                .map_or("idle", |s| s.activity.as_str()),
+            (_, 1) => "resting at home",
+            _ => "free time",
+        }
+    }
+}
+
+/// One tick's changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewFrame {
+    pub tick: u64,
+    pub game_seconds: u64,
+    pub agents: Vec<AgentView>,
+    /// `agents` holds every agent.
+    pub full: bool,
+}
+
+/// Whether the view is published, and the frame waiting to be taken.
+#[derive(Debug, Default, Resource)]
+pub struct View {
+    pub on: bool,
+    /// The next frame holds every agent.
+    pub resync: bool,
+    pub out: Option<ViewFrame>,
+}
+
+/// Run condition: the view is published.
+pub fn viewing(view: Res<View>) -> bool {
+    view.on
+}
+
+type Seen<'a> = (
+    &'a AgentIdx,
+    Ref<'a, Position>,
+    Ref<'a, Facing>,
+    Ref<'a, Activity>,
+    Ref<'a, Needs>,
+);
+
+fn agent_view(item: &Seen<'_>) -> AgentView {
+    let (idx, position, facing, activity, needs) = item;
+    AgentView {
+        idx: idx.0,
+        x: position.x,
+        y: position.y,
+        facing: **facing,
+        block: activity.block.unwrap_or(u16::MAX),
+        reason: match activity.override_reason {
+            None => 0,
+            Some(Override::Exhausted) => 1,
+            Some(Override::FreeTime) => 2,
+        },
+        location: activity.location,
+        mood: needs.mood,
+    }
+}
+
+/// Publishes this tick's changes into [`View::out`] (replacing a frame
+/// nobody took would lose changes, so an untaken frame is merged).
+pub fn publish(
+    mut view: ResMut<View>,
+    clock: Res<GameClock>,
+    changed: Query<
+        Seen,
+        Or<(
+            Changed<Position>,
+            Changed<Facing>,
+            Changed<Activity>,
+            Changed<Needs>,
+        )>,
+    >,
+    all: Query<Seen>,
+) {
+    let full = view.resync;
+    let agents: Vec<AgentView> = if full {
+        all.iter().map(|s| agent_view(&s)).collect()
+    } else {
+        changed.iter().map(|s| agent_view(&s)).collect()
+    };
+    let frame = ViewFrame {
+        tick: clock.tick,
+        game_seconds: clock.seconds,
+        agents,
+        full,
+    };
+    view.resync = false;
+    match view.out.as_mut() {
+        Some(waiting) => {
+            waiting.tick = frame.tick;
+            waiting.game_seconds = frame.game_seconds;
+            waiting.full |= frame.full;
+            // the newest view of each agent wins
+            let mut at: std::collections::HashMap<u32, usize> = waiting
+                .agents
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.idx, i))
+                .collect();
+            for a in frame.agents {
+                match at.get(&a.idx) {
+                    Some(&i) => waiting.agents[i] = a,
+                    None => {
+                        at.insert(a.idx, waiting.agents.len());
+                        waiting.agents.push(a);
+                    }
+                }
+            }
+        }
+        None => view.out = Some(frame),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::content::synthetic;
+    use crate::world::{Sim, SimConfig};
+
+    #[test]
+    fn the_first_frame_has_everyone_then_only_what_changed() {
+        let mut sim = Sim::new(synthetic::world(200, 3), SimConfig::default());
+        sim.publish_view();
+        sim.step();
+        let first = sim.take_view().expect("a frame");
+        assert!(first.full);
+        assert_eq!(first.agents.len(), 200);
+        let mut changed_total = 0;
+        for _ in 0..50 {
+            sim.step();
+            let f = sim.take_view().expect("a frame each tick");
+            assert!(!f.full);
+            assert!(f.agents.len() < 200, "only the changed: {}", f.agents.len());
+            for a in &f.agents {
+                let p = sim
+                    .get::<crate::world::components::Position>(a.idx)
+                    .expect("agent");
+                if sim.clock().tick == f.tick {
+                    assert_eq!((a.x, a.y), (p.x, p.y));
+                }
+            }
+            changed_total += f.agents.len();
+        }
+        assert!(changed_total > 0, "agents move and their needs change");
+        // a frame nobody took is merged into the next, not lost
+        sim.step();
+        sim.step();
+        let merged = sim.take_view().expect("merged");
+        assert_eq!(merged.tick, sim.clock().tick);
+        let mut idx: Vec<u32> = merged.agents.iter().map(|a| a.idx).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), merged.agents.len(), "one view per agent");
+        // a resync holds everyone again
+        sim.resync_view();
+        sim.step();
+        assert_eq!(sim.take_view().expect("frame").agents.len(), 200);
+    }
+}
