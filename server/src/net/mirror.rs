@@ -216,7 +216,7 @@ impl Interest {
     pub fn delta(&mut self, mirror: &Mirror) -> Delta {
         let mut now = std::mem::take(&mut self.scratch);
         mirror.in_area(&self.area, &mut now);
-        let far_turn = mirror.tick % 2 == 0;
+        let far_turn = mirror.tick.is_multiple_of(2);
         let mut d = Delta::default();
         for &i in &now {
             if !self.visible.contains(&i) {

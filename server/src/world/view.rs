@@ -74,6 +74,13 @@ type Seen<'a> = (
     Ref<'a, Needs>,
 );
 
+type ViewChanged = Or<(
+    Changed<Position>,
+    Changed<Facing>,
+    Changed<Activity>,
+    Changed<Needs>,
+)>;
+
 fn agent_view(item: &Seen<'_>) -> AgentView {
     let (idx, position, facing, activity, needs) = item;
     AgentView {
@@ -97,15 +104,7 @@ fn agent_view(item: &Seen<'_>) -> AgentView {
 pub fn publish(
     mut view: ResMut<View>,
     clock: Res<GameClock>,
-    changed: Query<
-        Seen,
-        Or<(
-            Changed<Position>,
-            Changed<Facing>,
-            Changed<Activity>,
-            Changed<Needs>,
-        )>,
-    >,
+    changed: Query<Seen, ViewChanged>,
     all: Query<Seen>,
 ) {
     let full = view.resync;
