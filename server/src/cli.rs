@@ -296,6 +296,10 @@ pub struct ServeArgs {
     /// `--seed`).
     #[arg(long, value_name = "N")]
     pub synthetic_agents: Option<usize>,
+    /// Address of the HTTP surface and game clients (port 0: any free port,
+    /// logged).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub embed: EmbedArgs,
 }
@@ -403,6 +407,7 @@ pub async fn run(
                 lore: args.lore,
                 flush_interval: args.flush_interval,
                 max_backlog: args.max_backlog,
+                listen: args.listen,
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };

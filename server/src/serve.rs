@@ -55,6 +55,9 @@ pub struct ServeOptions {
     /// Appended rows (memories, messages) waiting to be written beyond which
     /// the server reports itself backlogged and holds new ones back.
     pub max_backlog: usize,
+    /// Where the HTTP surface (and, with the hub, game clients) listen; port
+    /// 0 picks a free port, which is logged.
+    pub listen: std::net::SocketAddr,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +72,7 @@ impl Default for ServeOptions {
             lore: PathBuf::from("assets/lore"),
             flush_interval: Duration::from_secs(1),
             max_backlog: 1_000_000,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7878)),
         }
     }
 }
@@ -95,6 +99,13 @@ pub enum ServeError {
     Writer(#[from] WriterError),
     #[error("the write-behind writer stopped unexpectedly; the world is no longer persisted")]
     WriterStopped,
+    #[error("cannot listen on {addr}: {error} (choose another with --listen, port 0 for any)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("accounts: {0}")]
+    Auth(#[from] crate::net::auth::AuthError),
 }
 
 impl From<DbError> for ServeError {
@@ -224,6 +235,42 @@ pub async fn run(
         }
     };
     let pool = store.as_ref().map(|s| s.pool.clone());
+    // the HTTP surface, up before the world starts: /healthz answers at once,
+    // /readyz once the world runs
+    crate::net::http::metrics();
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let auth = match &pool {
+        Some(pool) => {
+            let secret = std::env::var(crate::net::auth::TOKEN_SECRET_ENV).ok();
+            let key = crate::net::auth::TokenKey::resolve(secret.as_deref(), &options.home)?;
+            Some(crate::net::auth::Auth::new(
+                pool.clone(),
+                key,
+                crate::net::auth::AuthSettings::default(),
+            ))
+        }
+        None => None,
+    };
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, http) = crate::net::http::serve(
+        options.listen,
+        crate::net::http::HttpState {
+            ready: ready.clone(),
+            pool: pool.clone(),
+            auth,
+            world: options.world.clone(),
+        },
+        async move {
+            let _ = http_stopped.await;
+        },
+    )
+    .await
+    .map_err(|error| ServeError::Listen {
+        addr: options.listen,
+        error,
+    })?;
+    info!(address = %bound, "listening (HTTP: /healthz /readyz /metrics /auth)");
+    metrics::gauge!("hearth_agents").set(sim.agent_count() as f64);
     if persisting.is_some() {
         let every = (options.flush_interval.as_secs_f64() * tick_rate as f64).round() as u64;
         sim.persist_every(every.max(1));
@@ -254,6 +301,7 @@ pub async fn run(
     })
     .map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
+    ready.store(true, std::sync::atomic::Ordering::Release);
     let throttle = persisting
         .as_ref()
         .map(|p| tokio::spawn(throttle(p.writer.clone(), world.sender())));
@@ -278,6 +326,9 @@ pub async fn run(
     if let Some(t) = throttle {
         t.abort();
     }
+    ready.store(false, std::sync::atomic::Ordering::Release);
+    let _ = http_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     let sim = tokio::task::spawn_blocking(move || world.stop())
         .await
         .ok()
@@ -496,7 +547,13 @@ async fn report_ticks(mut rx: tokio::sync::mpsc::Receiver<(u64, Duration, usize)
     let mut durations: Vec<u64> = Vec::new();
     let mut events = 0usize;
     let mut last = tokio::time::Instant::now();
+    let tick_seconds = metrics::histogram!("hearth_tick_seconds");
+    let ticks = metrics::counter!("hearth_ticks_total");
+    let events_total = metrics::counter!("hearth_world_events_total");
     while let Some((tick, duration, count)) = rx.recv().await {
+        tick_seconds.record(duration.as_secs_f64());
+        ticks.increment(1);
+        events_total.increment(count as u64);
         durations.push(duration.as_micros() as u64);
         events += count;
         if last.elapsed() >= Duration::from_secs(10) {

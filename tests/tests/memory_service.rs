@@ -45,6 +45,8 @@ async fn serve_for(url: &str, home: &std::path::Path, secs: u64) {
         "--home".into(),
         home.display().to_string(),
         "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--world".into(),
         "memtest".into(),
         "--agents".into(),

@@ -70,6 +70,8 @@ async fn thirty_seconds_without_the_database_lose_nothing_and_stall_nothing() {
             "--log-format",
             "json",
             "serve",
+            "--listen",
+            "127.0.0.1:0",
             "--world",
             "outage",
             "--synthetic-agents",

@@ -17,6 +17,8 @@ fn serve(global: &[&str], rest: &[&str]) -> Cli {
     let mut argv: Vec<String> = vec!["hearth".into()];
     argv.extend(global.iter().map(|s| s.to_string()));
     argv.push("serve".into());
+    // any free port: tests run side by side
+    argv.extend(["--listen".into(), "127.0.0.1:0".into()]);
     if !rest.contains(&"--agents") {
         argv.extend(["--agents".into(), root.join("agents").display().to_string()]);
     }

@@ -8,9 +8,12 @@
 //!   codes clients see) and encoding.
 //! - [`auth`]: passwords (argon2id), signed tokens with expiry and
 //!   revocation, roles per world.
+//! - [`http`]: the HTTP surface on the same address: health, readiness,
+//!   metrics, accounts.
 //! - [`mirror`]: the hub's copy of what clients see, and areas of interest
 //!   (snapshots, deltas, far agents at half rate) over it.
 
 pub mod auth;
+pub mod http;
 pub mod mirror;
 pub mod protocol;
