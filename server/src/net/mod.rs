@@ -10,10 +10,14 @@
 //!   revocation, roles per world.
 //! - [`http`]: the HTTP surface on the same address: health, readiness,
 //!   metrics, accounts.
+//! - [`hub`]: what each subscribed client is sent each tick, through
+//!   bounded queues that never make the world wait (slow clients are
+//!   resynced, then dropped).
 //! - [`mirror`]: the hub's copy of what clients see, and areas of interest
 //!   (snapshots, deltas, far agents at half rate) over it.
 
 pub mod auth;
 pub mod http;
+pub mod hub;
 pub mod mirror;
 pub mod protocol;
