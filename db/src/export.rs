@@ -34,7 +34,7 @@ use tokio_postgres::{Client, IsolationLevel, Portal, Row, Statement, Transaction
 use tracing::{debug, instrument, warn};
 
 use crate::memories::{self, MemoryRow};
-use crate::{DbError, worlds};
+use crate::{DbError, worlds, writer};
 
 /// A time on the world's own clock (`timestamp` columns; see [`crate::game_time`]).
 pub type GameTime = NaiveDateTime;
@@ -1690,29 +1690,8 @@ impl<'c> Importer<'c> {
         }
         copy(
             self.tx.client(),
-            "agent_states (agent_id, world_id, x, y, facing, action, action_started_at, \
-             action_target, target_x, target_y, location_name, energy, mood, emotional_state, \
-             physical_state, cognitive_load, updated_tick, sim)",
-            &[
-                Type::INT8,
-                Type::INT8,
-                Type::FLOAT4,
-                Type::FLOAT4,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TIMESTAMP,
-                Type::TEXT,
-                Type::FLOAT4,
-                Type::FLOAT4,
-                Type::TEXT,
-                Type::FLOAT4,
-                Type::FLOAT4,
-                Type::JSONB,
-                Type::JSONB,
-                Type::FLOAT4,
-                Type::INT8,
-                Type::BYTEA,
-            ],
+            &format!("agent_states ({})", writer::STATE_COLUMNS),
+            &writer::STATE_TYPES,
             &resolved,
             |(a, w, r)| {
                 [

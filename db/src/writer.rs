@@ -232,11 +232,13 @@ pub struct Committed {
     pub tick: Option<i64>,
 }
 
-const STATE_COLUMNS: &str = "agent_id, world_id, x, y, facing, action, action_started_at, \
+/// The columns of `agent_states` a state row fills, in COPY order.
+pub const STATE_COLUMNS: &str = "agent_id, world_id, x, y, facing, action, action_started_at, \
     action_target, target_x, target_y, location_name, energy, mood, emotional_state, \
     physical_state, cognitive_load, updated_tick, sim";
 
-const STATE_TYPES: [Type; 18] = [
+/// The types of [`STATE_COLUMNS`], for binary COPY.
+pub const STATE_TYPES: [Type; 18] = [
     Type::INT8,
     Type::INT8,
     Type::FLOAT4,

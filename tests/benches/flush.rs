@@ -79,32 +79,12 @@ async fn raw_copy_states(client: &Client, rows: &[AgentStateRow], indexed: bool)
         .expect("raw table");
     let sink = client
         .copy_in(&format!(
-            "COPY {table} (agent_id, world_id, x, y, facing, action, action_started_at, \
-             action_target, target_x, target_y, location_name, energy, mood, emotional_state, \
-             physical_state, cognitive_load, updated_tick, sim) FROM STDIN (FORMAT binary)"
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            writer::STATE_COLUMNS
         ))
         .await
         .expect("copy");
-    let types = [
-        Type::INT8,
-        Type::INT8,
-        Type::FLOAT4,
-        Type::FLOAT4,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TIMESTAMP,
-        Type::TEXT,
-        Type::FLOAT4,
-        Type::FLOAT4,
-        Type::TEXT,
-        Type::FLOAT4,
-        Type::FLOAT4,
-        Type::JSONB,
-        Type::JSONB,
-        Type::FLOAT4,
-        Type::INT8,
-        Type::BYTEA,
-    ];
+    let types = writer::STATE_TYPES;
     let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for s in rows {
         let (tx, ty) = s.target.map_or((None, None), |(x, y)| (Some(x), Some(y)));
