@@ -733,8 +733,8 @@ async fn insert_messages(client: &Client, rows: &[MessageRow]) -> Result<u64, Db
 /// How the writer task runs.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// Batches that may wait in the channel; senders hold and merge theirs
-    /// while it is full (see [`Outgoing`]).
+    /// Batches that may wait in the channel (the world's feed holds and
+    /// merges its frames while it is full).
     pub channel: usize,
     /// Appended rows waiting beyond which the writer reports itself
     /// backlogged (producers then slow down; nothing is dropped).
@@ -895,53 +895,6 @@ impl Writer {
 
     pub fn max_backlog(&self) -> usize {
         self.max_backlog
-    }
-}
-
-/// A producer's side of the channel that never waits: a batch that finds
-/// the channel full is held and merged with the producer's next one (state
-/// rows coalesce, appended rows are kept in order), so a writer that falls
-/// behind costs memory bounded by the number of entities plus the appends.
-#[derive(Debug)]
-pub struct Outgoing {
-    writer: Writer,
-    held: Option<Batch>,
-}
-
-impl Outgoing {
-    pub fn new(writer: Writer) -> Self {
-        Self { writer, held: None }
-    }
-
-    /// Sends `batch` (after anything held) or holds it.
-    pub fn push(&mut self, batch: Batch) {
-        let batch = match self.held.take() {
-            Some(mut held) => {
-                held.merge(batch);
-                held
-            }
-            None => batch,
-        };
-        if let Err(back) = self.writer.try_send(batch) {
-            self.held = Some(*back);
-        }
-    }
-
-    /// Whether a batch is held back.
-    pub fn holding(&self) -> bool {
-        self.held.is_some()
-    }
-
-    pub fn writer(&self) -> &Writer {
-        &self.writer
-    }
-
-    /// Sends what is held, waiting for room.
-    pub async fn flush(&mut self) -> Result<(), Box<Batch>> {
-        match self.held.take() {
-            Some(b) => self.writer.send(b).await,
-            None => Ok(()),
-        }
     }
 }
 

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hearth_db::game_time;
 use hearth_db::writer::{
@@ -547,9 +546,6 @@ pub fn saved_from_db(saved: hearth_db::writer::SavedWorld) -> crate::world::Save
         relationships,
     }
 }
-
-/// How long the server waits for the pipeline to hand over its last frame.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -182,15 +182,6 @@ pub struct Persistence {
 }
 
 impl Persistence {
-    /// Snapshots every `every` ticks, the first one full.
-    pub fn every(every: u64) -> Self {
-        Self {
-            every,
-            full: true,
-            ..Self::default()
-        }
-    }
-
     /// The agents changed since the last snapshot, with their blobs.
     fn take_dirty(&mut self) -> Vec<DirtyAgent> {
         let mut dirty = std::mem::take(&mut self.dirty);
