@@ -302,6 +302,51 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub embed: EmbedArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// Limits of the game clients' WebSocket surface (docs/protocol.md).
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Largest message a client may send, in bytes (4× this is not read at
+    /// all: the connection is closed with 1009).
+    #[arg(long, default_value_t = 65_536)]
+    pub max_message_bytes: usize,
+    /// Commands per second per connection (token bucket rate).
+    #[arg(long, default_value_t = 20)]
+    pub commands_per_second: u32,
+    /// Commands a connection may send at once (token bucket size).
+    #[arg(long, default_value_t = 40)]
+    pub command_burst: u32,
+    /// Connections served at once; more are refused with HTTP 503.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Messages queued for a client before it is behind.
+    #[arg(long, default_value_t = 256)]
+    pub client_queue: usize,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_interval: std::time::Duration,
+    /// A connection silent for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+}
+
+impl NetArgs {
+    pub fn limits(&self) -> crate::net::ws::NetLimits {
+        crate::net::ws::NetLimits {
+            max_message_bytes: self.max_message_bytes.clamp(256, 16 << 20),
+            commands_per_second: self.commands_per_second.max(1),
+            burst: self.command_burst.max(1),
+            max_connections: self.max_connections.max(1),
+            queue: self.client_queue.clamp(2, 1 << 20),
+            ping_interval: self
+                .ping_interval
+                .max(std::time::Duration::from_millis(100)),
+            idle_timeout: self.idle_timeout.max(std::time::Duration::from_secs(1)),
+            ..crate::net::ws::NetLimits::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +453,11 @@ pub async fn run(
                 flush_interval: args.flush_interval,
                 max_backlog: args.max_backlog,
                 listen: args.listen,
+                limits: args.net.limits(),
+                map_file: args
+                    .synthetic_agents
+                    .is_none()
+                    .then(|| args.content.map.clone()),
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };

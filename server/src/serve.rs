@@ -58,6 +58,11 @@ pub struct ServeOptions {
     /// Where the HTTP surface (and, with the hub, game clients) listen; port
     /// 0 picks a free port, which is logged.
     pub listen: std::net::SocketAddr,
+    /// Limits of the game clients' connections.
+    pub limits: crate::net::ws::NetLimits,
+    /// The world's Tiled map file, served under `/maps/` for the viewer
+    /// (none for a generated world).
+    pub map_file: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +78,8 @@ impl Default for ServeOptions {
             flush_interval: Duration::from_secs(1),
             max_backlog: 1_000_000,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7878)),
+            limits: crate::net::ws::NetLimits::default(),
+            map_file: None,
         }
     }
 }
@@ -252,13 +259,15 @@ pub async fn run(
         None => None,
     };
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ws_slot = Arc::new(std::sync::OnceLock::new());
     let (bound, http) = crate::net::http::serve(
         options.listen,
         crate::net::http::HttpState {
             ready: ready.clone(),
             pool: pool.clone(),
-            auth,
+            auth: auth.clone(),
             world: options.world.clone(),
+            ws: ws_slot.clone(),
         },
         async move {
             let _ = http_stopped.await;
@@ -269,7 +278,7 @@ pub async fn run(
         addr: options.listen,
         error,
     })?;
-    info!(address = %bound, "listening (HTTP: /healthz /readyz /metrics /auth)");
+    info!(address = %bound, "listening (HTTP: /healthz /readyz /metrics /auth; game clients: /ws)");
     metrics::gauge!("hearth_agents").set(sim.agent_count() as f64);
     if persisting.is_some() {
         let every = (options.flush_interval.as_secs_f64() * tick_rate as f64).round() as u64;
@@ -281,17 +290,32 @@ pub async fn run(
         tick = sim.clock().tick,
         "world loaded"
     );
-    let (memories, remembering) =
-        MemoryService::start(stream, &defs, mind, embedder, store, sim.clock().seconds).await?;
+    let (memories, remembering) = MemoryService::start(
+        stream,
+        &defs,
+        mind.clone(),
+        embedder,
+        store,
+        sim.clock().seconds,
+    )
+    .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Duration, usize)>(1024);
     let feed = memories.clone();
     let world_feed = persisting.as_ref().map(|p| p.feed.clone());
+    // what clients see: the world publishes its view each tick for the hub
+    sim.publish_view();
+    let hub_core = crate::net::hub::HubCore::new(sim.defs().clone(), sim.map().clone());
+    let talk_radius = sim.config().talk_radius;
+    let time_scale = sim.clock().time_scale();
+    let frames = crate::net::dispatch::Frames::default();
+    let world_frames = frames.clone();
     let world = runner::spawn(sim, move |mut out| {
         if let Some(f) = &world_feed
             && let Ok(mut f) = f.lock()
         {
             f.tick(&mut out);
         }
+        world_frames.push(out.view.take(), &out.events, out.finished);
         let events = std::mem::take(&mut out.events);
         let count = events.len();
         // unbounded and never blocking: the world never waits for memory
@@ -301,6 +325,42 @@ pub async fn run(
     })
     .map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
+    let (ws_stop, ws_stopped) = tokio::sync::watch::channel(false);
+    let hub_stop = {
+        let mut stopped = ws_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let (hub, hub_task) = crate::net::dispatch::spawn(
+        hub_core,
+        crate::net::dispatch::HubDeps {
+            world: world.sender(),
+            memories: Some(memories.clone()),
+            mind: mind.clone(),
+            talk_radius,
+            time_scale,
+        },
+        frames,
+        hub_stop,
+    );
+    let map_url = options
+        .map_file
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| format!("/maps/{}", n.to_string_lossy()))
+        .unwrap_or_default();
+    let _ = ws_slot.set(crate::net::ws::WsState {
+        hub,
+        auth,
+        world: options.world.clone(),
+        map_url,
+        tick_rate: u32::try_from(tick_rate).unwrap_or(u32::MAX),
+        limits: options.limits,
+        open_without_accounts: pool.is_none(),
+        connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        shutdown: ws_stopped,
+    });
     ready.store(true, std::sync::atomic::Ordering::Release);
     let throttle = persisting
         .as_ref()
@@ -327,6 +387,10 @@ pub async fn run(
         t.abort();
     }
     ready.store(false, std::sync::atomic::Ordering::Release);
+    // game clients first: each gets a close frame (1001)
+    let _ = ws_stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = http_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     let sim = tokio::task::spawn_blocking(move || world.stop())

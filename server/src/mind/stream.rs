@@ -459,10 +459,49 @@ impl MemoryStream {
                     self.conversation_memories(&talk, now, mind, out);
                 }
             }
+            WorldEvent::AgentAnswered {
+                agent,
+                character,
+                heard,
+                text,
+                ..
+            } => {
+                if (*agent as usize) >= self.agents.len() {
+                    return;
+                }
+                // a player's line and the agent's answer: one exchange
+                let content: String =
+                    format!("{character} said to me: \"{heard}\" I answered: \"{text}\"")
+                        .chars()
+                        .take(1500)
+                        .collect();
+                let related = format!("c:{character}");
+                let novelty = self.novelty(*agent, &related);
+                let importance = mind.importance(&ImportanceInput {
+                    kind: MemoryKind::Conversation,
+                    bond: None,
+                    novelty,
+                    intensity: 0.3,
+                });
+                let memory = Memory {
+                    valence: 0.3,
+                    intensity: 0.3,
+                    tags: vec!["conversation".to_owned(), character.clone()],
+                    related_agents: vec![related],
+                    ..Memory::new(0, MemoryKind::Conversation, content, importance, now)
+                };
+                self.stats.conversations += 1;
+                out.push(self.remember(*agent, memory));
+            }
             WorldEvent::ActivityChanged { .. }
             | WorldEvent::Arrived { .. }
             | WorldEvent::Woke { .. }
-            | WorldEvent::FellAsleep { .. } => {}
+            | WorldEvent::FellAsleep { .. }
+            | WorldEvent::PlayerSaid { .. }
+            | WorldEvent::PlayerTalkStarted { .. }
+            | WorldEvent::PlayerTalkEnded { .. }
+            | WorldEvent::CharacterTieChanged { .. }
+            | WorldEvent::Interacted { .. } => {}
         }
     }
 

@@ -51,6 +51,8 @@ pub struct HttpState {
     pub auth: Option<Auth>,
     /// The world this server runs (logins get their role in it).
     pub world: String,
+    /// Game clients' `/ws`, set once the world runs (503 until then).
+    pub ws: Arc<OnceLock<super::ws::WsState>>,
 }
 
 /// The routes.
@@ -62,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
+        .route("/ws", get(ws_upgrade))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -84,6 +87,21 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+async fn ws_upgrade(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    match state.ws.get() {
+        Some(ws_state) => super::ws::upgrade(State(ws_state.clone()), headers, ws).await,
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the world is loading; try again\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

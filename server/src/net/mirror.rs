@@ -14,6 +14,18 @@ use crate::world::view::{AgentView, ViewFrame};
 /// Tiles per side of a grid cell.
 const CELL: f32 = 16.0;
 
+/// The smallest change of mood clients are told about.
+pub const MOOD_STEP: f32 = 0.02;
+
+/// The fields whose changes are tracked, by index.
+pub const POSITION: usize = 0;
+pub const FACING: usize = 1;
+pub const ACTIVITY: usize = 2;
+pub const LOCATION: usize = 3;
+pub const MOOD: usize = 4;
+pub const SPEECH: usize = 5;
+const FIELDS: usize = 6;
+
 /// An area of interest, in tiles.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Area {
@@ -50,8 +62,9 @@ impl Area {
 #[derive(Debug, Default)]
 pub struct Mirror {
     agents: Vec<Option<AgentView>>,
-    /// Tick each agent last changed.
+    /// Tick each agent last changed, and each of its fields.
     changed: Vec<u64>,
+    fields: Vec<[u64; FIELDS]>,
     /// Agents by cell; `cell_of[i]` and `slot[i]` say where agent `i` is.
     cells: Vec<Vec<u32>>,
     cols: usize,
@@ -81,31 +94,100 @@ impl Mirror {
         r * self.cols + c
     }
 
-    /// Applies a frame; returns how many agents changed.
+    /// Applies a frame; returns how many agents changed in a way clients
+    /// see (a mood drift under [`MOOD_STEP`] is not a change: the mood last
+    /// reported is kept until it is).
     pub fn apply(&mut self, frame: &ViewFrame) -> usize {
         self.tick = frame.tick;
         self.game_seconds = frame.game_seconds;
+        let mut count = 0;
         for a in &frame.agents {
-            let i = a.idx as usize;
-            if i >= self.agents.len() {
-                self.agents.resize(i + 1, None);
-                self.changed.resize(i + 1, 0);
-                self.cell_of.resize(i + 1, usize::MAX);
-                self.slot.resize(i + 1, 0);
+            if self.put(*a, frame.tick) {
+                count += 1;
             }
-            let x = if a.x.is_finite() { a.x } else { 0.0 };
-            let y = if a.y.is_finite() { a.y } else { 0.0 };
-            let cell = self.cell(x, y);
-            if self.cell_of[i] != cell {
-                self.remove_from_cell(i);
-                self.slot[i] = self.cells[cell].len();
-                self.cells[cell].push(a.idx);
-                self.cell_of[i] = cell;
-            }
-            self.agents[i] = Some(*a);
-            self.changed[i] = frame.tick;
         }
-        frame.agents.len()
+        count
+    }
+
+    /// Puts one entity's view; whether clients see a change.
+    pub fn put(&mut self, a: AgentView, tick: u64) -> bool {
+        let i = a.idx as usize;
+        if i >= self.agents.len() {
+            self.agents.resize(i + 1, None);
+            self.changed.resize(i + 1, 0);
+            self.fields.resize(i + 1, [0; FIELDS]);
+            self.cell_of.resize(i + 1, usize::MAX);
+            self.slot.resize(i + 1, 0);
+        }
+        let x = if a.x.is_finite() { a.x } else { 0.0 };
+        let y = if a.y.is_finite() { a.y } else { 0.0 };
+        let mut a = AgentView { x, y, ..a };
+        let fields = &mut self.fields[i];
+        let mut any = false;
+        match self.agents[i] {
+            Some(before) => {
+                let mut mark = |f: usize, changed: bool| {
+                    if changed {
+                        fields[f] = tick;
+                        any = true;
+                    }
+                };
+                mark(POSITION, before.x != a.x || before.y != a.y);
+                mark(FACING, before.facing != a.facing);
+                mark(
+                    ACTIVITY,
+                    before.block != a.block || before.reason != a.reason,
+                );
+                mark(LOCATION, before.location != a.location);
+                let mood_moved = (before.mood - a.mood).abs() >= MOOD_STEP || !a.mood.is_finite();
+                mark(MOOD, mood_moved);
+                if !mood_moved {
+                    a.mood = before.mood;
+                }
+            }
+            None => {
+                *fields = [tick; FIELDS];
+                any = true;
+            }
+        }
+        let cell = self.cell(x, y);
+        if self.cell_of[i] != cell {
+            self.remove_from_cell(i);
+            self.slot[i] = self.cells[cell].len();
+            self.cells[cell].push(a.idx);
+            self.cell_of[i] = cell;
+        }
+        self.agents[i] = Some(a);
+        if any {
+            self.changed[i] = tick;
+        }
+        any
+    }
+
+    /// Marks a field of `idx` changed at `tick` (the hub's own fields, such
+    /// as speech).
+    pub fn touch(&mut self, idx: u32, field: usize, tick: u64) {
+        let i = idx as usize;
+        if self.agents.get(i).is_some_and(Option::is_some) {
+            self.fields[i][field] = tick;
+            self.changed[i] = tick;
+        }
+    }
+
+    /// Takes `idx` out (a character that left): areas see it leave.
+    pub fn remove(&mut self, idx: u32) {
+        let i = idx as usize;
+        if self.agents.get(i).is_some_and(Option::is_some) {
+            self.remove_from_cell(i);
+            self.agents[i] = None;
+        }
+    }
+
+    /// Whether field `field` of `idx` changed after tick `since`.
+    pub fn changed_after(&self, idx: u32, field: usize, since: u64) -> bool {
+        self.fields
+            .get(idx as usize)
+            .is_some_and(|f| f[field] > since)
     }
 
     fn remove_from_cell(&mut self, i: usize) {
@@ -161,8 +243,9 @@ impl Mirror {
 /// What changed for one client since its last delta.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
-    /// Visible before and now, and changed.
-    pub changed: Vec<u32>,
+    /// Visible before and now, and changed: with the tick after which its
+    /// changes are news to this client.
+    pub changed: Vec<(u32, u64)>,
     pub entered: Vec<u32>,
     pub left: Vec<u32>,
 }
@@ -205,6 +288,11 @@ impl Interest {
         now
     }
 
+    /// Whether `idx` was in the area at the last snapshot or delta.
+    pub fn sees(&self, idx: u32) -> bool {
+        self.visible.contains(&idx)
+    }
+
     /// Moves the area (a player's character walked); the next delta says
     /// who entered and left.
     pub fn move_to(&mut self, area: Area) {
@@ -235,7 +323,7 @@ impl Interest {
                 self.near_since
             };
             if mirror.changed.get(i as usize).is_some_and(|&t| t > since) {
-                d.changed.push(i);
+                d.changed.push((i, since));
             }
         }
         let current: HashSet<u32> = now.iter().copied().collect();
@@ -279,6 +367,8 @@ mod tests {
             tick,
             game_seconds: tick * 6,
             agents,
+            characters: Vec::new(),
+            gone: Vec::new(),
             full: false,
         }
     }
@@ -368,7 +458,7 @@ mod tests {
             ],
         ));
         let d = interest.delta(&m);
-        assert_eq!(d.changed, vec![0]);
+        assert_eq!(d.changed, vec![(0, 1)]);
         assert_eq!(d.entered, vec![2]);
         assert_eq!(d.left, vec![1]);
         // nothing happened: an empty delta
@@ -388,9 +478,9 @@ mod tests {
         interest.snapshot(&m);
         // tick 3 (odd): both change; only the near one is reported
         m.apply(&frame(3, vec![view(0, 50.5, 50.0), view(1, 59.5, 50.0)]));
-        assert_eq!(interest.delta(&m).changed, vec![0]);
+        assert_eq!(interest.delta(&m).changed, vec![(0, 1)]);
         // tick 4 (even): the far one's change is not lost
         m.apply(&frame(4, vec![]));
-        assert_eq!(interest.delta(&m).changed, vec![1]);
+        assert_eq!(interest.delta(&m).changed, vec![(1, 1)]);
     }
 }

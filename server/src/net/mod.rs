@@ -15,9 +15,15 @@
 //!   resynced, then dropped).
 //! - [`mirror`]: the hub's copy of what clients see, and areas of interest
 //!   (snapshots, deltas, far agents at half rate) over it.
+//! - [`dispatch`]: the hub task: frames from the world, requests from the
+//!   connections, queries and agents' answers to players.
+//! - [`ws`]: `GET /ws`, one task per connection: handshake, limits,
+//!   batched writes, close codes.
 
 pub mod auth;
+pub mod dispatch;
 pub mod http;
 pub mod hub;
 pub mod mirror;
 pub mod protocol;
+pub mod ws;

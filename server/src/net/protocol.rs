@@ -1522,6 +1522,12 @@ fn first_token(text: &str) -> (usize, usize) {
 }
 
 /// The longest prefix of `text` of at most `max` bytes.
+/// The request id of a frame that is not decoded (one refused before
+/// reading, such as a rate-limited command), read from its first KiB.
+pub fn recover_request_id(text: &str) -> Option<RequestId> {
+    recover_id(prefix(text, ID_SCAN_BYTES))
+}
+
 fn prefix(text: &str, max: usize) -> &str {
     let mut end = max.min(text.len());
     while !text.is_char_boundary(end) {

@@ -57,6 +57,17 @@ impl GameClock {
         self.seconds / 60 != self.seconds.saturating_sub(self.seconds_per_tick) / 60
     }
 
+    /// Runs game time at `minutes_per_second` game minutes per real second.
+    pub fn set_time_scale(&mut self, minutes_per_second: u32) {
+        self.seconds_per_tick =
+            (u64::from(minutes_per_second.max(1)) * 60 / u64::from(self.tick_rate.max(1))).max(1);
+    }
+
+    /// Game minutes per real second (the time scale).
+    pub fn time_scale(&self) -> u32 {
+        u32::try_from(self.seconds_per_tick * u64::from(self.tick_rate) / 60).unwrap_or(u32::MAX)
+    }
+
     /// Game minutes per tick, as a fraction.
     pub fn minutes_per_tick(&self) -> f32 {
         self.seconds_per_tick as f32 / 60.0

@@ -62,6 +62,51 @@ pub enum WorldEvent {
     FellAsleep {
         agent: u32,
     },
+    /// A player's character said something; `agents` heard it (the one it
+    /// was said to, or everyone within talking distance).
+    PlayerSaid {
+        character: String,
+        text: String,
+        agents: Vec<u32>,
+        /// The character it was said to, if it was said to one.
+        to_character: Option<String>,
+        /// The player conversation it belongs to, if any.
+        conversation: Option<u64>,
+    },
+    /// An agent answered a character.
+    AgentAnswered {
+        agent: u32,
+        character: String,
+        /// What the character had said.
+        heard: String,
+        text: String,
+        conversation: Option<u64>,
+    },
+    /// A character began or ended a conversation with an agent.
+    PlayerTalkStarted {
+        conversation: u64,
+        character: String,
+        agent: u32,
+        location: Option<LocationId>,
+    },
+    PlayerTalkEnded {
+        conversation: u64,
+        character: String,
+        agent: u32,
+    },
+    /// How an agent feels about a character changed.
+    CharacterTieChanged {
+        agent: u32,
+        character: String,
+        affection: f32,
+        trust: f32,
+    },
+    /// A character used a map object.
+    Interacted {
+        character: String,
+        object: String,
+        location: Option<LocationId>,
+    },
 }
 
 /// Events of the current tick, in the order they happened.
@@ -82,7 +127,7 @@ impl Outbox {
 }
 
 /// A command from outside the world, applied at the start of a tick.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Command {
     /// Stop advancing game time and agents (the world still accepts commands).
     Pause,
@@ -91,6 +136,24 @@ pub enum Command {
     /// conversations stop; everything else goes on) while the writer is
     /// backlogged, or end that.
     Throttle(bool),
+    /// Game minutes per real second from now on.
+    SetTimeScale(u32),
+    /// Something a player's character does (see [`super::players`]).
+    Player(super::players::PlayerCommand),
+    /// An agent's answer to a character, made by its mind off the world's
+    /// thread.
+    Answer {
+        agent: u32,
+        character: String,
+        heard: String,
+        text: String,
+    },
+    /// What agent `agent` is doing, planning and feeling about whom, sent
+    /// back on `reply` during the next tick.
+    Inspect {
+        agent: u32,
+        reply: tokio::sync::oneshot::Sender<super::players::Inspection>,
+    },
 }
 
 #[derive(Debug, Default, Resource)]
@@ -106,17 +169,22 @@ pub struct Paused(pub bool);
 #[derive(Debug, Default, Resource)]
 pub struct Throttled(pub bool);
 
-/// Applies inbound commands.
+/// Applies inbound commands; what concerns characters and agents' answers
+/// is handed to [`super::players::apply`], which runs next.
 pub fn apply_inbox(
     mut inbox: ResMut<Inbox>,
     mut paused: ResMut<Paused>,
     mut throttled: ResMut<Throttled>,
+    mut clock: ResMut<super::GameClock>,
+    mut players: ResMut<super::players::PlayerInbox>,
 ) {
     for command in inbox.commands.drain(..) {
         match command {
             Command::Pause => paused.0 = true,
             Command::Resume => paused.0 = false,
             Command::Throttle(on) => throttled.0 = on,
+            Command::SetTimeScale(scale) => clock.set_time_scale(scale),
+            other => players.commands.push(other),
         }
     }
 }

@@ -86,7 +86,86 @@ pub fn rule_importance(input: &ImportanceInput) -> u8 {
     }
 }
 
+/// What an agent answering a player's character knows.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerContext<'a> {
+    /// The character's name.
+    pub speaker: &'a str,
+    /// What the character said.
+    pub heard: &'a str,
+    /// What the agent is doing.
+    pub activity: &'a str,
+    /// The agent's memories retrieved for what was said, best first.
+    pub memories: &'a [String],
+    /// Varies the wording (same seed, same answer).
+    pub seed: u64,
+}
+
+/// The rule-based answer: a greeting when greeted, what the agent remembers
+/// that bears on what was said (its best retrieved memory), what it is
+/// doing, and a warmer word from an outgoing agent.
+pub fn rule_answer(agent: &AgentDef, ctx: &AnswerContext<'_>) -> String {
+    let heard = ctx.heard.to_lowercase();
+    let words: Vec<&str> = heard
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let greeted = words.iter().any(|w| {
+        [
+            "hello",
+            "hi",
+            "hey",
+            "morning",
+            "evening",
+            "greetings",
+            "howdy",
+        ]
+        .contains(w)
+    });
+    let asked = heard.contains('?');
+    let mut parts: Vec<String> = Vec::new();
+    if greeted {
+        parts.push(format!("Hello, {}!", ctx.speaker));
+    }
+    let recalled = ctx
+        .memories
+        .iter()
+        .find(|m| !m.is_empty())
+        .map(|m| m.trim_end_matches('.').to_owned());
+    match (recalled, asked) {
+        (Some(m), true) => parts.push(format!("As far as I know: {m}.")),
+        (Some(m), false) => {
+            let lead = ["That reminds me", "I was just thinking", "You know"];
+            parts.push(format!("{}: {m}.", lead[(ctx.seed % 3) as usize]));
+        }
+        (None, true) => parts.push("I'm not sure, to be honest.".to_owned()),
+        (None, false) => {}
+    }
+    if ctx.activity == "free time" {
+        parts.push("I have a little free time right now.".to_owned());
+    } else {
+        parts.push(format!(
+            "Right now I'm busy: {}.",
+            ctx.activity.trim_end_matches('.')
+        ));
+    }
+    let p = &agent.file.traits.personality;
+    if p.extraversion >= 0.6 {
+        parts.push("Always good to have someone to talk to!".to_owned());
+    } else if p.agreeableness < 0.35 {
+        parts.push("Now, if you don't mind…".to_owned());
+    }
+    let text = parts.join(" ");
+    text.chars().take(500).collect()
+}
+
 pub trait Mind: Send + Sync + 'static {
+    /// What `agent` says back to a player's character; called off the
+    /// world's thread with the agent's retrieved memories.
+    fn answer(&self, agent: &AgentDef, context: &AnswerContext<'_>) -> String {
+        rule_answer(agent, context)
+    }
+
     /// How important a new memory is, 1 (mundane) ..= 10 (life-changing).
     /// The rule-based scale unless a mind knows better.
     fn importance(&self, input: &ImportanceInput) -> u8 {

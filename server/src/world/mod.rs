@@ -28,6 +28,8 @@
 //! - [`persist`]: the snapshots handed to the write-behind writer, and the
 //!   saved state a world resumes from.
 //! - [`view`]: what clients see, published each tick for the hub.
+//! - [`players`]: player characters, their commands, and agents' ties
+//!   with them.
 //! - [`runner`]: the world on its own thread at a fixed tick rate.
 
 pub mod clock;
@@ -41,6 +43,7 @@ pub mod path;
 pub mod perception;
 pub mod persist;
 pub mod plan;
+pub mod players;
 pub mod relationship;
 pub mod rng;
 pub mod runner;
@@ -340,6 +343,9 @@ impl Sim {
         world.insert_resource(TalkCandidates::default());
         world.insert_resource(Conversations::default());
         world.insert_resource(RelationDeltas::default());
+        world.insert_resource(players::Characters::default());
+        world.insert_resource(players::PlayerInbox::default());
+        world.insert_resource(players::Ties::default());
         world.insert_resource(config);
 
         let mut schedule = Schedule::default();
@@ -362,7 +368,9 @@ impl Sim {
                 .chain(),
         );
         schedule.add_systems((
-            events::apply_inbox.in_set(SimSet::Inbound),
+            (events::apply_inbox, players::apply)
+                .chain()
+                .in_set(SimSet::Inbound),
             clock::advance.in_set(SimSet::Clock).run_if(events::running),
             schedule::update_activities
                 .in_set(SimSet::Schedule)
@@ -374,7 +382,9 @@ impl Sim {
             path::search_paths
                 .in_set(SimSet::Path)
                 .run_if(events::running),
-            movement::walk.in_set(SimSet::Move).run_if(events::running),
+            (movement::walk, players::walk)
+                .in_set(SimSet::Move)
+                .run_if(events::running),
             (
                 perception::index_positions,
                 perception::perceive.run_if(events::unthrottled),

@@ -10,6 +10,7 @@ use bevy_ecs::prelude::*;
 
 use super::GameClock;
 use super::components::{Activity, AgentIdx, Facing, Needs, Override, Position};
+use super::players::Characters;
 use crate::content::{AgentDef, LocationId};
 
 /// What a client sees of an agent.
@@ -42,14 +43,68 @@ impl AgentView {
     }
 }
 
+/// What a client sees of a player's character.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CharacterView {
+    /// The character's slot (stable while the world runs).
+    pub slot: u32,
+    pub name: String,
+    pub x: f32,
+    pub y: f32,
+    pub facing: Facing,
+    pub location: Option<LocationId>,
+}
+
 /// One tick's changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewFrame {
     pub tick: u64,
     pub game_seconds: u64,
     pub agents: Vec<AgentView>,
-    /// `agents` holds every agent.
+    /// Characters that joined or moved.
+    pub characters: Vec<CharacterView>,
+    /// Slots of characters that left.
+    pub gone: Vec<u32>,
+    /// `agents` and `characters` hold everyone.
     pub full: bool,
+}
+
+impl ViewFrame {
+    /// Folds a later frame into this one: the newest view of each agent and
+    /// character wins, and a character that left and came back is present.
+    pub fn merge(&mut self, later: ViewFrame) {
+        self.tick = later.tick;
+        self.game_seconds = later.game_seconds;
+        self.full |= later.full;
+        let mut at: std::collections::HashMap<u32, usize> = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.idx, i))
+            .collect();
+        for a in later.agents {
+            match at.get(&a.idx) {
+                Some(&i) => self.agents[i] = a,
+                None => {
+                    at.insert(a.idx, self.agents.len());
+                    self.agents.push(a);
+                }
+            }
+        }
+        for slot in later.gone {
+            self.characters.retain(|c| c.slot != slot);
+            if !self.gone.contains(&slot) {
+                self.gone.push(slot);
+            }
+        }
+        for c in later.characters {
+            self.gone.retain(|&g| g != c.slot);
+            match self.characters.iter_mut().find(|x| x.slot == c.slot) {
+                Some(x) => *x = c,
+                None => self.characters.push(c),
+            }
+        }
+    }
 }
 
 /// Whether the view is published, and the frame waiting to be taken.
@@ -104,6 +159,8 @@ fn agent_view(item: &Seen<'_>) -> AgentView {
 pub fn publish(
     mut view: ResMut<View>,
     clock: Res<GameClock>,
+    map: Res<super::MapRes>,
+    mut characters: ResMut<Characters>,
     changed: Query<Seen, ViewChanged>,
     all: Query<Seen>,
 ) {
@@ -113,35 +170,37 @@ pub fn publish(
     } else {
         changed.iter().map(|s| agent_view(&s)).collect()
     };
+    let slots: Vec<u32> = if full {
+        characters.present().map(|(slot, _)| slot).collect()
+    } else {
+        characters.dirty.iter().copied().collect()
+    };
+    let character_views = slots
+        .into_iter()
+        .filter_map(|slot| {
+            characters.slot(slot).map(|c| CharacterView {
+                slot,
+                name: c.name.clone(),
+                x: c.x,
+                y: c.y,
+                facing: c.facing,
+                location: map.0.location_at(c.tile()),
+            })
+        })
+        .collect();
+    let gone = std::mem::take(&mut characters.gone).into_iter().collect();
+    characters.dirty.clear();
     let frame = ViewFrame {
         tick: clock.tick,
         game_seconds: clock.seconds,
         agents,
+        characters: character_views,
+        gone,
         full,
     };
     view.resync = false;
     match view.out.as_mut() {
-        Some(waiting) => {
-            waiting.tick = frame.tick;
-            waiting.game_seconds = frame.game_seconds;
-            waiting.full |= frame.full;
-            // the newest view of each agent wins
-            let mut at: std::collections::HashMap<u32, usize> = waiting
-                .agents
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (a.idx, i))
-                .collect();
-            for a in frame.agents {
-                match at.get(&a.idx) {
-                    Some(&i) => waiting.agents[i] = a,
-                    None => {
-                        at.insert(a.idx, waiting.agents.len());
-                        waiting.agents.push(a);
-                    }
-                }
-            }
-        }
+        Some(waiting) => waiting.merge(frame),
         None => view.out = Some(frame),
     }
 }
