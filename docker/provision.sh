@@ -10,6 +10,9 @@
 #      ships them (needs python3 with pip; without them Hearth falls back to a
 #      hashed embedder and says so). Done first: it needs no root and is never
 #      fatal.
+#   4. Debian's chromium and chromium-driver (/usr/bin/chromium,
+#      /usr/bin/chromedriver), the headless browser that the web viewer's
+#      end-to-end test (tests/tests/viewer.rs) drives. Done before PostgreSQL.
 # It is idempotent: run it again and it says everything is already present.
 # It says what it did, one line each, prefixed with "provision:".
 #
@@ -142,6 +145,19 @@ newest_pg() {
   v=$(ls -1 /usr/lib/postgresql 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1 || true)
   [ -n "$v" ] && [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && echo "$v"
 }
+
+# --- 4. headless Chromium for the viewer's end-to-end test -------------------
+browser_pkgs=()
+dpkg -s chromium >/dev/null 2>&1 && [ -x /usr/bin/chromium ] || browser_pkgs+=(chromium)
+dpkg -s chromium-driver >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ] || browser_pkgs+=(chromium-driver)
+if [ ${#browser_pkgs[@]} -eq 0 ]; then
+  say "chromium and chromium-driver already installed (/usr/bin/chromium, /usr/bin/chromedriver)"
+else
+  apt_install "${browser_pkgs[@]}"
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    || die "chromium and chromium-driver were installed but /usr/bin/chromium or /usr/bin/chromedriver is missing"
+  say "installed $(/usr/bin/chromium --version 2>/dev/null | head -n 1) and its driver"
+fi
 
 # --- 1. PostgreSQL server ---------------------------------------------------
 pg=${HEARTH_PG_VERSION:-$(newest_pg || true)}

@@ -268,6 +268,19 @@ pub async fn run(
             auth: auth.clone(),
             world: options.world.clone(),
             ws: ws_slot.clone(),
+            maps_dir: options
+                .map_file
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .map(|d| {
+                    if d.as_os_str().is_empty() {
+                        std::path::Path::new(".")
+                    } else {
+                        d
+                    }
+                })
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
         },
         async move {
             let _ = http_stopped.await;

@@ -210,6 +210,7 @@ pub fn spawn(
         deps,
         sessions: HashMap::new(),
         talks: HashMap::new(),
+        busy: std::collections::HashSet::new(),
         hub: hub.clone(),
         seed: 0,
     };
@@ -223,6 +224,8 @@ struct Task {
     sessions: HashMap<u64, Session>,
     /// Player conversations under way: character → agent.
     talks: HashMap<String, u32>,
+    /// Agents in a conversation (with agents or a character).
+    busy: std::collections::HashSet<u32>,
     hub: Hub,
     seed: u64,
 }
@@ -285,9 +288,21 @@ impl Task {
                     character, agent, ..
                 } => {
                     self.talks.insert(character.clone(), *agent);
+                    self.busy.insert(*agent);
                 }
-                WorldEvent::PlayerTalkEnded { character, .. } => {
+                WorldEvent::PlayerTalkEnded {
+                    character, agent, ..
+                } => {
                     self.talks.remove(character);
+                    self.busy.remove(agent);
+                }
+                WorldEvent::ConversationStarted { participants, .. } => {
+                    self.busy.extend(participants.iter().copied());
+                }
+                WorldEvent::ConversationEnded { participants, .. } => {
+                    for p in participants {
+                        self.busy.remove(p);
+                    }
                 }
                 WorldEvent::PlayerSaid {
                     character,
@@ -530,6 +545,13 @@ impl Task {
                 }
                 self.near(&m.id, &name, &m.with, START_TALK_RADIUS)?;
                 let agent = self.core.agent(slug).unwrap_or(u32::MAX);
+                if self.busy.contains(&agent) {
+                    return Err(error(
+                        &m.id,
+                        ErrorCode::Unavailable,
+                        format!("start_conversation: {} is in a conversation; try again later", m.with),
+                    ));
+                }
                 self.command(&m.id, Command::Player(PlayerCommand::StartTalk { name, agent }))
             }),
             ClientMessage::EndConversation(m) => player(&m.id).and_then(|name| {

@@ -53,10 +53,14 @@ pub struct HttpState {
     pub world: String,
     /// Game clients' `/ws`, set once the world runs (503 until then).
     pub ws: Arc<OnceLock<super::ws::WsState>>,
+    /// The world map's directory, served under `/maps/` for the viewer
+    /// (empty: no map, a generated world).
+    pub maps_dir: std::path::PathBuf,
 }
 
 /// The routes.
 pub fn router(state: HttpState) -> Router {
+    let maps_dir = state.maps_dir.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -67,6 +71,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ws", get(ws_upgrade))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        .merge(super::viewer::router(maps_dir))
 }
 
 /// Binds `addr` (port 0 picks a free one) and serves until `shutdown`.

@@ -17,6 +17,7 @@
 //!   (snapshots, deltas, far agents at half rate) over it.
 //! - [`dispatch`]: the hub task: frames from the world, requests from the
 //!   connections, queries and agents' answers to players.
+//! - [`viewer`]: the browser viewer at `/` and the world's map files.
 //! - [`ws`]: `GET /ws`, one task per connection: handshake, limits,
 //!   batched writes, close codes.
 
@@ -26,4 +27,5 @@ pub mod http;
 pub mod hub;
 pub mod mirror;
 pub mod protocol;
+pub mod viewer;
 pub mod ws;

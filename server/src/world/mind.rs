@@ -127,11 +127,12 @@ pub fn rule_answer(agent: &AgentDef, ctx: &AnswerContext<'_>) -> String {
     if greeted {
         parts.push(format!("Hello, {}!", ctx.speaker));
     }
-    let recalled = ctx
-        .memories
-        .iter()
-        .find(|m| !m.is_empty())
-        .map(|m| m.trim_end_matches('.').to_owned());
+    // the first sentence of the best memory, briefly
+    let recalled = ctx.memories.iter().find(|m| !m.is_empty()).map(|m| {
+        let first = m.split_inclusive(['.', '!', '?']).next().unwrap_or(m);
+        let short: String = first.chars().take(160).collect();
+        short.trim_end_matches(['.', ' ']).to_owned()
+    });
     match (recalled, asked) {
         (Some(m), true) => parts.push(format!("As far as I know: {m}.")),
         (Some(m), false) => {
