@@ -101,8 +101,17 @@ enum Input {
         reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
     },
     Stats(oneshot::Sender<ServiceStats>),
+    /// Report every reflection made from now on to this channel.
+    Watch(mpsc::UnboundedSender<Insight>),
     /// The wait after a failed embedding request is over.
     Wake,
+}
+
+/// A reflection an agent just made: its index and the insight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Insight {
+    pub agent: u32,
+    pub text: String,
 }
 
 /// A handle on the running service; cheap to clone.
@@ -119,6 +128,7 @@ impl std::fmt::Debug for Input {
             Input::Retrieve { agent, .. } => write!(f, "Retrieve({agent})"),
             Input::Ranked { agent, .. } => write!(f, "Ranked({agent})"),
             Input::Stats(_) => f.write_str("Stats"),
+            Input::Watch(_) => f.write_str("Watch"),
             Input::Wake => f.write_str("Wake"),
         }
     }
@@ -211,6 +221,7 @@ impl MemoryService {
             retry_at: None,
             backoff: Duration::from_millis(500),
             stats: ServiceStats::default(),
+            watchers: Vec::new(),
         };
         task.accept(fresh);
         let handle = tokio::spawn(task.run(rx));
@@ -244,6 +255,15 @@ impl MemoryService {
         rx.await.map_err(|_| ServiceError::Stopped)?
     }
 
+    /// Reflections made from now on, as they are made (for the hub's
+    /// `reflection` events). Never blocks the service: the channel is
+    /// unbounded and a closed one is forgotten.
+    pub fn watch_reflections(&self) -> mpsc::UnboundedReceiver<Insight> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(Input::Watch(tx));
+        rx
+    }
+
     pub async fn stats(&self) -> Result<ServiceStats, ServiceError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -274,6 +294,8 @@ struct Task {
     retry_at: Option<tokio::time::Instant>,
     backoff: Duration,
     stats: ServiceStats,
+    /// Who hears of reflections.
+    watchers: Vec<mpsc::UnboundedSender<Insight>>,
 }
 
 impl Task {
@@ -359,6 +381,7 @@ impl Task {
                 let _ = reply.send(Ok(self.stream.retrieve(agent, query.as_deref(), now, k)));
             }
             Input::Wake => self.in_flight = false,
+            Input::Watch(tx) => self.watchers.push(tx),
             Input::Stats(reply) => {
                 let mut stats = self.stats;
                 stats.stream = self.stream.stats();
@@ -413,6 +436,13 @@ impl Task {
     /// Queues new memories for embedding and for the writer.
     fn accept(&mut self, made: Vec<NewMemory>) {
         for m in made {
+            if m.memory.kind == MemoryKind::Reflection && !self.watchers.is_empty() {
+                let insight = Insight {
+                    agent: m.agent,
+                    text: m.memory.content.clone(),
+                };
+                self.watchers.retain(|w| w.send(insight.clone()).is_ok());
+            }
             if self.queue.len() >= EMBED_QUEUE_MAX {
                 self.queue.pop_front();
                 self.stats.embed_deferred += 1;

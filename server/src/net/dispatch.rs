@@ -246,6 +246,11 @@ impl Task {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let mut insights = self
+            .deps
+            .memories
+            .as_ref()
+            .map(MemoryService::watch_reflections);
         let clients = metrics::gauge!("hearth_clients");
         let fanout = metrics::histogram!("hearth_hub_fanout_seconds");
         loop {
@@ -256,6 +261,19 @@ impl Task {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
+                Some(insight) = async {
+                    match insights.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(agent) = self.core.agent_ref(insight.agent) {
+                        self.core.agent_event(
+                            insight.agent,
+                            protocol::Event::Reflection { agent, text: insight.text },
+                        );
+                    }
+                }
                 () = frames.ready.notified() => {
                     let pending = frames.take();
                     if pending.dropped_events > 0 {

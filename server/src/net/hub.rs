@@ -461,7 +461,33 @@ impl HubCore {
         dropped
     }
 
-    fn agent_ref(&self, idx: u32) -> Option<AgentRef> {
+    /// Queues `event` (made outside the world's ticks, such as a
+    /// reflection) for the clients that see agent `agent`.
+    pub fn agent_event(&mut self, agent: u32, event: Event) {
+        let msg = ServerMessage::Event {
+            tick: self.mirror.tick,
+            event,
+        };
+        let text: Arc<str> = protocol::encode(&msg).into();
+        for c in self.clients.values_mut() {
+            if c.behind_since.is_some() || !c.interest.as_ref().is_some_and(|i| i.sees(agent)) {
+                continue;
+            }
+            match c.queue.try_send(Outbound::Text(text.clone())) {
+                Ok(()) => {
+                    self.stats.events += 1;
+                    self.stats.bytes += text.len() as u64;
+                }
+                Err(_) => {
+                    self.stats.dropped_messages += 1;
+                    c.behind_since.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+    }
+
+    /// The agent's protocol id.
+    pub fn agent_ref(&self, idx: u32) -> Option<AgentRef> {
         let def = self.defs.get(idx as usize)?;
         AgentRef::new(&def.file.id)
     }
@@ -795,5 +821,69 @@ mod tests {
             ),
             "{last:?}"
         );
+    }
+
+    #[test]
+    fn characters_appear_speak_and_leave_with_only_their_changes() {
+        use crate::world::Command;
+        use crate::world::players::PlayerCommand;
+        let (mut sim, mut hub) = world(20);
+        let mut step = |sim: &mut Sim, hub: &mut HubCore| {
+            sim.step();
+            let events = sim.drain_events();
+            hub.tick(&sim.take_view().expect("frame"), &events, Instant::now());
+        };
+        step(&mut sim, &mut hub);
+        sim.send(Command::Player(PlayerCommand::Join { name: "ada".into() }));
+        step(&mut sim, &mut hub);
+        let (tx, mut rx) = mpsc::channel(256);
+        hub.connect(1, tx);
+        hub.subscribe(1, Some(everywhere()), None, None);
+        let ServerMessage::Snapshot(s) = decode(rx.try_recv().expect("snapshot")) else {
+            panic!("a snapshot");
+        };
+        let ada = s
+            .entities
+            .iter()
+            .find(|e| e.id == EntityRef::Character("ada".into()))
+            .expect("the character is in the snapshot");
+        assert_eq!(ada.kind, Some(EntityKind::Character));
+        assert_eq!(ada.activity, Some(None), "characters have no activity");
+        sim.send(Command::Player(PlayerCommand::Say {
+            name: "ada".into(),
+            text: "Hi all".into(),
+            to: None,
+        }));
+        // far from the centre of this huge area: reported on an even tick
+        step(&mut sim, &mut hub);
+        step(&mut sim, &mut hub);
+        let got: Vec<ServerMessage> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(decode)
+            .collect();
+        let change = got
+            .iter()
+            .find_map(|m| match m {
+                ServerMessage::Delta(d) => d
+                    .changed
+                    .iter()
+                    .find(|c| c.id == EntityRef::Character("ada".into()))
+                    .cloned(),
+                _ => None,
+            })
+            .expect("her speech is a change");
+        assert_eq!(change.speech, Some(Some("Hi all".into())));
+        assert_eq!(change.x, None, "she did not move: no position");
+        assert!(got.iter().any(|m| matches!(m,
+            ServerMessage::Event { event: Event::Speech { speaker, .. }, .. }
+                if *speaker == EntityRef::Character("ada".into()))));
+        sim.send(Command::Player(PlayerCommand::Leave { name: "ada".into() }));
+        step(&mut sim, &mut hub);
+        let left = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(decode)
+            .any(|m| {
+                matches!(m, ServerMessage::Delta(d)
+                if d.left.contains(&EntityRef::Character("ada".into())))
+            });
+        assert!(left, "clients are told she left");
     }
 }

@@ -519,4 +519,47 @@ mod tests {
             assert!((-3.0..=3.0).contains(&da) && (-1.0..=1.5).contains(&dt));
         }
     }
+
+    #[test]
+    fn answers_greet_recall_and_say_what_the_agent_does() {
+        let mei = def("Mei", 0.8);
+        let memories = vec![
+            "Bo was at Bakery: buy bread. He paid in coins.".to_owned(),
+            "older".to_owned(),
+        ];
+        let ctx = AnswerContext {
+            speaker: "ada",
+            heard: "Hello Mei! Where is Bo?",
+            activity: "bake the day's bread",
+            memories: &memories,
+            seed: 1,
+        };
+        let a = rule_answer(&mei, &ctx);
+        assert!(a.starts_with("Hello, ada!"), "{a}");
+        assert!(
+            a.contains("As far as I know: Bo was at Bakery: buy bread"),
+            "{a}"
+        );
+        assert!(!a.contains("coins"), "only the first sentence: {a}");
+        assert!(a.contains("busy: bake the day's bread"), "{a}");
+        assert!(a.contains("someone to talk to"), "an outgoing agent: {a}");
+        // no greeting, no memory, free time; same seed, same words
+        let quiet = def("Kai", 0.2);
+        let ctx = AnswerContext {
+            heard: "nice weather",
+            activity: "free time",
+            memories: &[],
+            ..ctx
+        };
+        let a = rule_answer(&quiet, &ctx);
+        assert_eq!(a, "I have a little free time right now.");
+        assert_eq!(a, RuleMind.answer(&quiet, &ctx));
+        // a long line stays within the protocol's 500 characters
+        let long = vec!["x".repeat(2000)];
+        let ctx = AnswerContext {
+            memories: &long,
+            ..ctx
+        };
+        assert!(rule_answer(&quiet, &ctx).chars().count() <= 500);
+    }
 }
