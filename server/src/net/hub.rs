@@ -828,7 +828,7 @@ mod tests {
         use crate::world::Command;
         use crate::world::players::PlayerCommand;
         let (mut sim, mut hub) = world(20);
-        let mut step = |sim: &mut Sim, hub: &mut HubCore| {
+        let step = |sim: &mut Sim, hub: &mut HubCore| {
             sim.step();
             let events = sim.drain_events();
             hub.tick(&sim.take_view().expect("frame"), &events, Instant::now());
