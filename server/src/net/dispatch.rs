@@ -345,6 +345,7 @@ impl Task {
         metrics::counter!("hearth_hub_dropped_messages_total")
             .increment(after.dropped_messages - before.dropped_messages);
         metrics::counter!("hearth_hub_resyncs_total").increment(after.resyncs - before.resyncs);
+        metrics::gauge!("hearth_client_queue_deepest").set(after.deepest_queue as f64);
         for (client, why) in dropped {
             debug!(client, ?why, "client dropped by the hub");
             metrics::counter!("hearth_hub_disconnects_total").increment(1);

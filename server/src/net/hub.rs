@@ -76,6 +76,8 @@ pub struct HubStats {
     pub resyncs: u64,
     pub disconnects: u64,
     pub bytes: u64,
+    /// The deepest client queue after the last tick (messages waiting).
+    pub deepest_queue: usize,
 }
 
 /// The clients of one world and the mirror they are served from.
@@ -384,6 +386,7 @@ impl HubCore {
             .collect();
         let ids: Vec<u64> = self.clients.keys().copied().collect();
         let mut dropped = Vec::new();
+        let mut deepest = 0;
         for id in ids {
             let Some(mut client) = self.clients.remove(&id) else {
                 continue;
@@ -454,10 +457,12 @@ impl HubCore {
                 dropped.push((id, Dropped::TooSlow));
             }
             if keep {
+                deepest = deepest.max(client.queue.max_capacity() - client.queue.capacity());
                 client.interest = Some(interest);
                 self.clients.insert(id, client);
             }
         }
+        self.stats.deepest_queue = deepest;
         dropped
     }
 
