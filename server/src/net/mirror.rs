@@ -7,8 +7,6 @@
 //! half the rate, as veloren throttles by distance). Pure data: no I/O, no
 //! sockets. Touches nothing outside itself.
 
-use std::collections::HashSet;
-
 use crate::world::view::{AgentView, ViewFrame};
 
 /// Tiles per side of a grid cell.
@@ -260,7 +258,9 @@ impl Delta {
 #[derive(Debug)]
 pub struct Interest {
     pub area: Area,
-    visible: HashSet<u32>,
+    /// Who it was told about, sorted (a merge walk against the area's
+    /// sorted members finds who entered and left without hashing).
+    visible: Vec<u32>,
     /// Changes after these ticks are not sent yet, near and far.
     near_since: u64,
     far_since: u64,
@@ -271,7 +271,7 @@ impl Interest {
     pub fn new(area: Area) -> Self {
         Self {
             area,
-            visible: HashSet::new(),
+            visible: Vec::new(),
             near_since: 0,
             far_since: 0,
             scratch: Vec::new(),
@@ -282,7 +282,7 @@ impl Interest {
     pub fn snapshot(&mut self, mirror: &Mirror) -> Vec<u32> {
         let mut now = Vec::new();
         mirror.in_area(&self.area, &mut now);
-        self.visible = now.iter().copied().collect();
+        self.visible = now.clone();
         self.near_since = mirror.tick;
         self.far_since = mirror.tick;
         now
@@ -290,7 +290,7 @@ impl Interest {
 
     /// Whether `idx` was in the area at the last snapshot or delta.
     pub fn sees(&self, idx: u32) -> bool {
-        self.visible.contains(&idx)
+        self.visible.binary_search(&idx).is_ok()
     }
 
     /// Moves the area (a player's character walked); the next delta says
@@ -306,8 +306,16 @@ impl Interest {
         mirror.in_area(&self.area, &mut now);
         let far_turn = mirror.tick.is_multiple_of(2);
         let mut d = Delta::default();
+        // both lists are sorted: one walk finds who entered and who left
+        let mut seen = 0;
         for &i in &now {
-            if !self.visible.contains(&i) {
+            while seen < self.visible.len() && self.visible[seen] < i {
+                d.left.push(self.visible[seen]);
+                seen += 1;
+            }
+            if self.visible.get(seen) == Some(&i) {
+                seen += 1;
+            } else {
                 d.entered.push(i);
                 continue;
             }
@@ -326,15 +334,9 @@ impl Interest {
                 d.changed.push((i, since));
             }
         }
-        let current: HashSet<u32> = now.iter().copied().collect();
-        d.left = self
-            .visible
-            .iter()
-            .copied()
-            .filter(|i| !current.contains(i))
-            .collect();
-        d.left.sort_unstable();
-        self.visible = current;
+        d.left.extend_from_slice(&self.visible[seen..]);
+        // the old list becomes the next scratch buffer
+        std::mem::swap(&mut self.visible, &mut now);
         self.near_since = mirror.tick;
         if far_turn {
             self.far_since = mirror.tick;

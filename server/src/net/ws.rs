@@ -71,6 +71,8 @@ pub const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 /// Frames larger than this many times the message limit are not read at
 /// all: the connection is closed with 1009.
 const UNREADABLE_FACTOR: usize = 4;
+/// Bytes of each connection's read buffer.
+const READ_BUFFER: usize = 8 * 1024;
 /// Messages written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -132,7 +134,11 @@ pub async fn upgrade(
         .limits
         .max_message_bytes
         .saturating_mul(UNREADABLE_FACTOR);
+    // a small read buffer: tungstenite zero-fills it before every read,
+    // which with the default 128 KiB was a quarter of the server's CPU with
+    // 1k clients (BENCHMARKS.md, WebSocket fan-out)
     ws.protocols([protocol::SUBPROTOCOL])
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
