@@ -102,6 +102,23 @@ pub struct MessageRow {
     pub game_time: NaiveDateTime,
 }
 
+/// A request to a language model (`llm_calls`), appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmCallRow {
+    pub world_id: i64,
+    pub agent_id: Option<i64>,
+    /// `importance`, `conversation`, `day_plan`, …
+    pub kind: String,
+    pub model: String,
+    pub prompt: String,
+    pub response: Option<String>,
+    pub latency_ms: i32,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub error: Option<String>,
+    pub game_time: Option<NaiveDateTime>,
+}
+
 /// An agent's current plan (`agent_plans`): the writer keeps one row per
 /// agent, the plan it follows now.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +189,8 @@ pub struct Batch {
     /// (agent id, memory id, vector), for memories written before or in
     /// this batch.
     pub embeddings: Vec<Embedding>,
+    /// Requests to language models, for cost and debugging.
+    pub llm_calls: Vec<LlmCallRow>,
     pub checkpoint: Option<Checkpoint>,
     /// Recorded with the checkpoint (ignored without one).
     pub metrics: Option<SimMetricsRow>,
@@ -200,6 +219,7 @@ impl Batch {
         } else {
             self.embeddings.extend(newer.embeddings);
         }
+        self.llm_calls.extend(newer.llm_calls);
         if newer.checkpoint.is_some() {
             self.checkpoint = newer.checkpoint;
             self.metrics = newer.metrics;
@@ -217,7 +237,7 @@ impl Batch {
 
     /// Rows that only grow until committed.
     pub fn appended_rows(&self) -> usize {
-        self.messages.len() + self.memories.len() + self.embeddings.len()
+        self.messages.len() + self.memories.len() + self.embeddings.len() + self.llm_calls.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -350,6 +370,11 @@ async fn commit_in(
         } else {
             rows += insert_messages(client, &batch.messages).await?;
         }
+    }
+    if !batch.llm_calls.is_empty() {
+        // a log: on a retry whose first outcome is unknown a call may be
+        // logged twice, never lost
+        rows += insert_llm_calls(client, &batch.llm_calls).await?;
     }
     if !batch.memories.is_empty() {
         if options.idempotent {
@@ -692,6 +717,53 @@ async fn upsert_conversations<'a>(
             &[&worlds, &ids, &kinds, &locations, &topics, &started, &ended],
         )
         .await?)
+}
+
+async fn insert_llm_calls(client: &Client, rows: &[LlmCallRow]) -> Result<u64, DbError> {
+    let sink = client
+        .copy_in(
+            "COPY llm_calls (world_id, agent_id, kind, model, prompt, response, latency_ms, \
+             prompt_tokens, completion_tokens, error, game_time) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::INT4,
+            Type::INT4,
+            Type::TEXT,
+            Type::TIMESTAMP,
+        ],
+    ));
+    for c in rows {
+        // the table requires a response or an error
+        let error = match (&c.response, &c.error) {
+            (None, None) => Some("no response".to_owned()),
+            _ => c.error.clone(),
+        };
+        let row: [&(dyn ToSql + Sync); 11] = [
+            &c.world_id,
+            &c.agent_id,
+            &c.kind,
+            &c.model,
+            &c.prompt,
+            &c.response,
+            &c.latency_ms,
+            &c.prompt_tokens,
+            &c.completion_tokens,
+            &error,
+            &c.game_time,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    Ok(writer.finish().await?)
 }
 
 async fn insert_messages(client: &Client, rows: &[MessageRow]) -> Result<u64, DbError> {

@@ -50,7 +50,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: load the content, migrate the database, run the world until stopped.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the world headless (no database, no network) and print a report.
     Simulate(SimulateArgs),
     /// Check agent files and maps; report every problem with file:line:col.
@@ -303,7 +303,75 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub embed: EmbedArgs,
     #[command(flatten)]
+    pub llm: LlmArgs,
+    #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// The language model agents think with (docs/llm.md). Without
+/// `--llm-url` every agent thinks with the rule-based mind.
+#[derive(Debug, Clone, Args)]
+pub struct LlmArgs {
+    /// Base URL of an OpenAI-compatible chat API, e.g.
+    /// http://127.0.0.1:11434/v1 (Ollama).
+    #[arg(long, env = "HEARTH_LLM_URL", value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// The model's name on that server.
+    #[arg(long, env = "HEARTH_LLM_MODEL", value_name = "NAME")]
+    pub llm_model: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[arg(long, value_name = "VAR")]
+    pub llm_api_key_env: Option<String>,
+    /// The longest one decision waits for the model (queueing and retries
+    /// included) before the rule-based mind decides.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub llm_timeout: std::time::Duration,
+    /// Requests in flight at once for the whole world.
+    #[arg(long, default_value_t = 4)]
+    pub llm_max_concurrent: usize,
+    /// Retries of a request that failed with a connection error, 429 or 5xx.
+    #[arg(long, default_value_t = 2)]
+    pub llm_max_retries: u32,
+    /// Requests per minute, at most.
+    #[arg(long, value_name = "N")]
+    pub llm_requests_per_minute: Option<u32>,
+    /// Tokens (prompt and completion) the world may spend per game day.
+    #[arg(long, value_name = "N")]
+    pub llm_tokens_per_game_day: Option<u64>,
+    #[arg(long, default_value_t = 0.7)]
+    pub llm_temperature: f32,
+    /// Completion tokens per request unless a prompt sets its own.
+    #[arg(long, default_value_t = 400)]
+    pub llm_max_tokens: u32,
+    /// How JSON answers are asked for.
+    #[arg(long, value_enum, default_value_t = crate::mind::llm::Structured::JsonSchema)]
+    pub llm_structured: crate::mind::llm::Structured,
+    /// Answers cached by prompt hash (0: none).
+    #[arg(long, default_value_t = 10_000)]
+    pub llm_cache: usize,
+    /// Directory of prompt templates (each kind's file there replaces the
+    /// built-in one).
+    #[arg(long, default_value = "assets/prompts", value_name = "DIR")]
+    pub prompts: PathBuf,
+}
+
+impl LlmArgs {
+    pub fn config(&self) -> crate::mind::llm::LlmConfig {
+        crate::mind::llm::LlmConfig {
+            base_url: self.llm_url.clone(),
+            model: self.llm_model.clone(),
+            api_key_env: self.llm_api_key_env.clone(),
+            timeout: self.llm_timeout,
+            max_concurrent: self.llm_max_concurrent,
+            max_retries: self.llm_max_retries,
+            requests_per_minute: self.llm_requests_per_minute,
+            tokens_per_game_day: self.llm_tokens_per_game_day,
+            temperature: self.llm_temperature,
+            max_tokens: self.llm_max_tokens,
+            structured: self.llm_structured,
+            cache_entries: self.llm_cache,
+        }
+    }
 }
 
 /// Limits of the game clients' WebSocket surface (docs/protocol.md).
@@ -427,6 +495,7 @@ pub async fn run(
     };
     match cli.command {
         Command::Serve(args) => {
+            let args = *args;
             let content = match args.synthetic_agents {
                 Some(n) if n > MAX_SYNTHETIC_AGENTS => {
                     return Err(CliError::Usage(format!(
@@ -454,6 +523,8 @@ pub async fn run(
                 max_backlog: args.max_backlog,
                 listen: args.listen,
                 limits: args.net.limits(),
+                llm: args.llm.config(),
+                prompts: Some(args.llm.prompts.clone()),
                 map_file: args
                     .synthetic_agents
                     .is_none()

@@ -63,6 +63,10 @@ pub struct ServeOptions {
     /// The world's Tiled map file, served under `/maps/` for the viewer
     /// (none for a generated world).
     pub map_file: Option<PathBuf>,
+    /// The language model agents think with (none: the rule-based mind).
+    pub llm: crate::mind::llm::LlmConfig,
+    /// Prompt templates overriding the built-in ones.
+    pub prompts: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -80,6 +84,8 @@ impl Default for ServeOptions {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7878)),
             limits: crate::net::ws::NetLimits::default(),
             map_file: None,
+            llm: crate::mind::llm::LlmConfig::default(),
+            prompts: None,
         }
     }
 }
@@ -98,6 +104,8 @@ pub enum ServeError {
     Memories(#[from] ServiceError),
     #[error("lore: {0}")]
     Lore(#[from] lore::LoreError),
+    #[error("language model: {0}")]
+    Llm(#[from] crate::mind::llm::LlmError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error("cannot resume world '{world}' from its last checkpoint: {error}")]
@@ -151,6 +159,8 @@ pub async fn run(
     );
     let defs = content.agents.clone();
     let tick_rate = u64::from(sim_config.tick_rate.max(1));
+    let prompts = crate::mind::llm::Prompts::load(options.prompts.as_deref())?;
+    let llm = crate::mind::llm::Llm::new(&options.llm, &defs, prompts)?;
 
     let (mut sim, store, persisting) = match db {
         Some((target, migrations)) => {
@@ -303,15 +313,48 @@ pub async fn run(
         tick = sim.clock().tick,
         "world loaded"
     );
-    let (memories, remembering) = MemoryService::start(
+    let (calls_stop, calls_stopped) = tokio::sync::oneshot::channel::<()>();
+    let llm: Option<Arc<crate::mind::llm::Llm>> = llm.map(|l| {
+        let (log, calls) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(log_calls(
+            calls,
+            persisting.as_ref().map(|p| p.writer.clone()),
+            store.as_ref().map(|s| (s.world_id, s.agent_ids.clone())),
+            options.flush_interval,
+            calls_stopped,
+        ));
+        let thinking = (0..defs.len())
+            .filter(|&i| l.thinks(Some(i as u32)))
+            .count();
+        info!(agents = thinking, timeout = ?l.timeout(), "agents think with a language model");
+        Arc::new(l.with_log(log))
+    });
+    let (memories, remembering) = MemoryService::start_with(
         stream,
         &defs,
         mind.clone(),
         embedder,
         store,
         sim.clock().seconds,
+        llm.clone(),
     )
     .await?;
+    // lines of agents' conversations through their models
+    let (want_lines, wanted_lines) =
+        tokio::sync::mpsc::unbounded_channel::<(u64, crate::world::events::LineWanted)>();
+    let thinker = llm.as_ref().map(|l| {
+        let wait = (l.timeout() + Duration::from_secs(1)).as_secs_f64() * tick_rate as f64;
+        sim.speak_through_models(
+            (0..defs.len()).map(|i| l.thinks(Some(i as u32))).collect(),
+            wait.ceil() as u64,
+        );
+        crate::mind::cognition::Thinker::new(
+            l.clone(),
+            sim.defs().clone(),
+            Some(memories.downgrade()),
+        )
+    });
+    let want_lines = thinker.is_some().then_some(want_lines);
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Duration, usize)>(1024);
     let feed = memories.clone();
     let world_feed = persisting.as_ref().map(|p| p.feed.clone());
@@ -328,6 +371,16 @@ pub async fn run(
         {
             f.tick(&mut out);
         }
+        if let Some(want) = &want_lines {
+            let now = out.game_seconds;
+            out.events.retain(|(_, e)| match e {
+                crate::world::WorldEvent::LineWanted(w) => {
+                    let _ = want.send((now, (**w).clone()));
+                    false
+                }
+                _ => true,
+            });
+        }
         world_frames.push(out.view.take(), &out.events, out.finished);
         let events = std::mem::take(&mut out.events);
         let count = events.len();
@@ -338,6 +391,9 @@ pub async fn run(
     })
     .map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
+    if let Some(t) = &thinker {
+        tokio::spawn(speak(wanted_lines, t.clone(), world.sender()));
+    }
     let (ws_stop, ws_stopped) = tokio::sync::watch::channel(false);
     let hub_stop = {
         let mut stopped = ws_stopped.clone();
@@ -351,6 +407,7 @@ pub async fn run(
             world: world.sender(),
             memories: Some(memories.clone()),
             mind: mind.clone(),
+            thinker: thinker.clone(),
             talk_radius,
             time_scale,
         },
@@ -402,6 +459,8 @@ pub async fn run(
     ready.store(false, std::sync::atomic::Ordering::Release);
     // game clients first: each gets a close frame (1001)
     let _ = ws_stop.send(true);
+    // the call log hands over what it holds and lets go of the writer
+    let _ = calls_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = http_stop.send(());
@@ -496,6 +555,79 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Asks each line the world wants of the speaker's model, on a task of its
+/// own, and hands the answer (or the failure) back to the world.
+async fn speak(
+    mut wanted: tokio::sync::mpsc::UnboundedReceiver<(u64, crate::world::events::LineWanted)>,
+    thinker: crate::mind::cognition::Thinker,
+    world: std::sync::mpsc::Sender<Command>,
+) {
+    while let Some((now, line)) = wanted.recv().await {
+        let (thinker, world) = (thinker.clone(), world.clone());
+        tokio::spawn(async move {
+            let answer = thinker.line(&line, now).await;
+            let _ = world.send(answer);
+        });
+    }
+}
+
+/// Writes the model calls' log (`llm_calls`) with the world's flushes until
+/// `stop`; without a database the records are only counted.
+async fn log_calls(
+    mut calls: tokio::sync::mpsc::UnboundedReceiver<crate::mind::llm::CallRecord>,
+    writer: Option<db_writer::Writer>,
+    world: Option<(i64, Vec<i64>)>,
+    every: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut rows = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clean = |s: &str| s.replace('\0', "\u{fffd}");
+    loop {
+        let (send, end) = tokio::select! {
+            call = calls.recv() => match call {
+                Some(c) => {
+                    if let Some((world_id, ids)) = &world {
+                        rows.push(hearth_db::writer::LlmCallRow {
+                            world_id: *world_id,
+                            agent_id: c.agent.and_then(|a| ids.get(a as usize).copied()),
+                            kind: c.kind.to_owned(),
+                            model: clean(&c.model),
+                            prompt: clean(&c.prompt),
+                            response: c.response.as_deref().map(clean),
+                            latency_ms: i32::try_from(c.latency_ms).unwrap_or(i32::MAX),
+                            prompt_tokens: c.prompt_tokens.and_then(|t| i32::try_from(t).ok()),
+                            completion_tokens: c.completion_tokens.and_then(|t| i32::try_from(t).ok()),
+                            error: c.error.as_deref().map(clean),
+                            game_time: Some(hearth_db::game_time::to_timestamp(c.game_time)),
+                        });
+                    }
+                    (rows.len() >= 1_000, false)
+                }
+                None => (true, true),
+            },
+            _ = tick.tick() => (true, false),
+            _ = &mut stop => (true, true),
+        };
+        if send && !rows.is_empty() {
+            let batch = hearth_db::writer::Batch {
+                llm_calls: std::mem::take(&mut rows),
+                ..hearth_db::writer::Batch::default()
+            };
+            if let Some(w) = &writer
+                && w.send(batch).await.is_err()
+            {
+                warn!("the writer has stopped; model calls are no longer logged");
+                return;
+            }
+        }
+        if end {
+            return;
+        }
+    }
 }
 
 /// Holds back new memories and messages while the writer is backlogged.

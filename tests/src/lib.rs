@@ -11,6 +11,8 @@
 //! (`hearth_tpl_<digest>`), built once under an advisory lock, and rebuilt
 //! when a migration changes.
 
+pub mod llm_server;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -7,9 +7,12 @@
 //! fed the world's events, and the async parts (embedding, database) run off
 //! the world's thread.
 
+pub mod cognition;
 pub mod embed;
+pub mod llm;
 pub mod lore;
 pub mod memory;
+pub mod openai;
 pub mod prompt;
 pub mod retrieval;
 pub mod service;

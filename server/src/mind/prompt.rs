@@ -452,7 +452,7 @@ fn render_user(optional: &[(SectionKind, Vec<String>)], included: &[usize], task
 }
 
 /// The system message: who the agent is, from its file.
-fn identity(agent: &AgentDef) -> String {
+pub fn identity(agent: &AgentDef) -> String {
     let f = &agent.file;
     let mut out = format!("You are {}, {}", f.name.trim(), f.age);
     if !f.occupation.trim().is_empty() {
@@ -552,7 +552,7 @@ fn state_items(input: &PromptInput<'_>) -> Vec<String> {
     items
 }
 
-fn affection_word(affection: f32) -> &'static str {
+pub fn affection_word(affection: f32) -> &'static str {
     match affection {
         a if a >= 60.0 => "close",
         a if a >= 25.0 => "friendly",

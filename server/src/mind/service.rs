@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::content::AgentDef;
+use crate::mind::cognition::agent_context;
 use crate::mind::embed::{EmbedError, Embedder};
+use crate::mind::llm::{Kind, Llm, Request, priority};
 use crate::mind::memory::{GameSeconds, Memory, MemoryKind};
 use crate::mind::retrieval::Scored;
 use crate::mind::stream::{MemoryStream, NewMemory, StreamStats};
@@ -34,6 +36,17 @@ const EMBED_BATCH: usize = 64;
 const EMBED_QUEUE_MAX: usize = 200_000;
 /// How often accepted memories are handed to the writer.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Memories per rating request.
+const RATE_BATCH: usize = 16;
+/// Rating requests in flight at once (the model client's gate caps the
+/// world's requests as a whole).
+const RATE_IN_FLIGHT: usize = 2;
+/// Memories waiting for a rating, at most; past it the oldest keep the
+/// rule-based rating, so a slow model delays no memory for long.
+const RATE_QUEUE_MAX: usize = 2_000;
+/// Memories shown for focal questions, and evidence per question.
+const FOCAL_OVER: usize = 30;
+const EVIDENCE_PER_QUESTION: usize = 8;
 
 /// Where memories are kept: a world's rows in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -107,6 +120,29 @@ enum Input {
     Wake,
 }
 
+/// What a model job sends back to the service.
+enum Done {
+    /// Ratings of a batch, by position (`None`: keep the rule's).
+    Rated {
+        batch: u64,
+        ratings: Option<Vec<Option<u8>>>,
+    },
+    /// A reflection's focal questions and their embeddings.
+    Questions {
+        agent: u32,
+        now: GameSeconds,
+        questions: Option<Vec<(String, Option<Vec<f32>>)>>,
+    },
+    /// A reflection's insights: (text, evidence ids).
+    Insights {
+        agent: u32,
+        now: GameSeconds,
+        insights: Option<Vec<(String, Vec<u64>)>>,
+    },
+    /// The model's wording of a look back.
+    LookBack { key: u64, text: Option<String> },
+}
+
 /// A reflection an agent just made: its index and the insight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insight {
@@ -118,6 +154,20 @@ pub struct Insight {
 #[derive(Debug, Clone)]
 pub struct MemoryService {
     tx: mpsc::UnboundedSender<Input>,
+}
+
+/// A handle that does not keep the service running (the service ends when
+/// the last [`MemoryService`] is dropped).
+#[derive(Debug, Clone)]
+pub struct WeakMemoryService {
+    tx: mpsc::WeakUnboundedSender<Input>,
+}
+
+impl WeakMemoryService {
+    /// The service, unless it has ended.
+    pub fn upgrade(&self) -> Option<MemoryService> {
+        self.tx.upgrade().map(|tx| MemoryService { tx })
+    }
 }
 
 impl std::fmt::Debug for Input {
@@ -139,13 +189,37 @@ impl MemoryService {
     /// loaded back into its window first and only agents with none get their
     /// seed memories; without one, every agent starts from its seeds.
     pub async fn start(
-        mut stream: MemoryStream,
+        stream: MemoryStream,
         defs: &[AgentDef],
         mind: Arc<dyn Mind>,
         embedder: Arc<dyn Embedder>,
         store: Option<Store>,
         now: GameSeconds,
     ) -> Result<(Self, JoinHandle<ServiceStats>), ServiceError> {
+        Self::start_with(stream, defs, mind, embedder, store, now, None).await
+    }
+
+    /// [`MemoryService::start`] with a language model that rates new
+    /// memories (in batches), draws reflections (focal questions, then
+    /// insights citing their evidence) and words each day's look back, for
+    /// the agents it thinks for; the rule-based mind's versions stand
+    /// whenever it fails.
+    pub async fn start_with(
+        mut stream: MemoryStream,
+        defs: &[AgentDef],
+        mind: Arc<dyn Mind>,
+        embedder: Arc<dyn Embedder>,
+        store: Option<Store>,
+        now: GameSeconds,
+        llm: Option<Arc<Llm>>,
+    ) -> Result<(Self, JoinHandle<ServiceStats>), ServiceError> {
+        if let Some(llm) = &llm {
+            stream.reflect_by_model(
+                (0..defs.len())
+                    .map(|i| llm.thinks(Some(i as u32)))
+                    .collect(),
+            );
+        }
         let (fresh, unembedded) = match &store {
             Some(s) => {
                 let client = s.pool.get().await.map_err(DbError::from)?;
@@ -207,7 +281,15 @@ impl MemoryService {
                 }
             }
         });
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut task = Task {
+            llm,
+            defs: Arc::new(defs.to_vec()),
+            done: done_tx,
+            unrated: VecDeque::new(),
+            rating: std::collections::HashMap::new(),
+            next_batch: 0,
+            drafts: std::collections::HashMap::new(),
             stream,
             mind,
             embedder,
@@ -223,9 +305,16 @@ impl MemoryService {
             stats: ServiceStats::default(),
             watchers: Vec::new(),
         };
-        task.accept(fresh);
-        let handle = tokio::spawn(task.run(rx));
+        // seeds keep the designer's (or the rule's) rating
+        task.accept_now(fresh);
+        let handle = tokio::spawn(task.run(rx, done_rx));
         Ok((Self { tx }, handle))
+    }
+
+    pub fn downgrade(&self) -> WeakMemoryService {
+        WeakMemoryService {
+            tx: self.tx.downgrade(),
+        }
     }
 
     /// Hands one tick's events to the service; never blocks. `false` once the
@@ -275,6 +364,17 @@ impl MemoryService {
 
 /// The service's state, owned by its task.
 struct Task {
+    llm: Option<Arc<Llm>>,
+    defs: Arc<Vec<AgentDef>>,
+    /// Where model jobs send their results.
+    done: mpsc::UnboundedSender<Done>,
+    /// New memories waiting for the model's rating.
+    unrated: VecDeque<NewMemory>,
+    /// Batches being rated, by batch number.
+    rating: std::collections::HashMap<u64, Vec<NewMemory>>,
+    next_batch: u64,
+    /// Looks back being worded by the model: the rule's draft, by key.
+    drafts: std::collections::HashMap<u64, NewMemory>,
     stream: MemoryStream,
     mind: Arc<dyn Mind>,
     embedder: Arc<dyn Embedder>,
@@ -299,7 +399,11 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) -> ServiceStats {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Input>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+    ) -> ServiceStats {
         let every = self
             .store
             .as_ref()
@@ -314,10 +418,21 @@ impl Task {
                     // every handle dropped: the world has stopped
                     None => break,
                 },
+                Some(d) = done.recv() => self.finished(d),
                 _ = flush.tick() => self.flush().await,
             }
             self.embed_next();
+            self.rate_next();
         }
+        // the world has stopped: what the model has not rated or worded
+        // yet keeps the rule's version; nothing accepted is lost
+        let waiting: Vec<NewMemory> = self
+            .unrated
+            .drain(..)
+            .chain(self.rating.drain().flat_map(|(_, b)| b))
+            .chain(self.drafts.drain().map(|(_, d)| d))
+            .collect();
+        self.accept_now(waiting);
         self.flush().await;
         if let Some(writer) = self.writer.take() {
             let (written, failures) = writer.finish().await;
@@ -333,6 +448,9 @@ impl Task {
             Input::Tick { now, events } => {
                 let made = self.stream.ingest(now, &events, self.mind.as_ref());
                 self.accept(made);
+                for agent in self.stream.take_due_reflections() {
+                    self.ask_questions(agent, now);
+                }
             }
             Input::Embedded { items, vectors } => {
                 self.in_flight = false;
@@ -433,8 +551,332 @@ impl Task {
         });
     }
 
-    /// Queues new memories for embedding and for the writer.
+    /// Takes new memories: those of agents with a model go to it first
+    /// (a rating, or a look back's wording), the rest are accepted now.
     fn accept(&mut self, made: Vec<NewMemory>) {
+        let Some(llm) = self.llm.clone() else {
+            self.accept_now(made);
+            return;
+        };
+        let mut now = Vec::new();
+        for m in made {
+            if !llm.thinks(Some(m.agent)) {
+                now.push(m);
+            } else if m.memory.kind == MemoryKind::Metacognition {
+                self.word_look_back(&llm, m);
+            } else if m.memory.kind == MemoryKind::Reflection {
+                now.push(m);
+            } else {
+                self.unrated.push_back(m);
+            }
+        }
+        while self.unrated.len() > RATE_QUEUE_MAX {
+            if let Some(m) = self.unrated.pop_front() {
+                now.push(m);
+            }
+        }
+        self.accept_now(now);
+    }
+
+    /// Starts rating requests while fewer than [`RATE_IN_FLIGHT`] are out.
+    fn rate_next(&mut self) {
+        let Some(llm) = self.llm.clone() else { return };
+        while self.rating.len() < RATE_IN_FLIGHT && !self.unrated.is_empty() {
+            // across agents on the world's endpoint, else one agent's own
+            let first = self.unrated[0].agent;
+            let shared = llm.thinks(None);
+            let mut batch = Vec::new();
+            let mut rest = VecDeque::new();
+            while let Some(m) = self.unrated.pop_front() {
+                if batch.len() < RATE_BATCH && (shared || m.agent == first) {
+                    batch.push(m);
+                } else {
+                    rest.push_back(m);
+                }
+            }
+            self.unrated = rest;
+            let items: Vec<serde_json::Value> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let def = self.defs.get(m.agent as usize);
+                    serde_json::json!({
+                        "id": i + 1,
+                        "agent": def.map_or("someone", |d| d.file.name.as_str()),
+                        "occupation": def.map_or("", |d| d.file.occupation.as_str()),
+                        "text": m.memory.content,
+                    })
+                })
+                .collect();
+            let n = batch.len();
+            let now = batch.iter().map(|m| m.memory.created).max().unwrap_or(0);
+            let key = self.next_batch;
+            self.next_batch += 1;
+            self.rating.insert(key, batch);
+            let (llm, done) = (llm.clone(), self.done.clone());
+            let request = Request {
+                kind: Kind::Importance,
+                agent: (!shared).then_some(first),
+                priority: priority::IMPORTANCE,
+                now,
+                context: serde_json::json!({ "memories": items }),
+            };
+            tokio::spawn(async move {
+                let ratings = llm.ask(request).await.ok().map(|v| {
+                    let mut out = vec![None; n];
+                    for r in v["ratings"].as_array().into_iter().flatten() {
+                        let id = r["id"].as_u64().unwrap_or(0) as usize;
+                        let rating = r["rating"].as_u64().unwrap_or(0);
+                        if (1..=n).contains(&id) && (1..=10).contains(&rating) {
+                            out[id - 1] = Some(rating as u8);
+                        }
+                    }
+                    out
+                });
+                let _ = done.send(Done::Rated {
+                    batch: key,
+                    ratings,
+                });
+            });
+        }
+    }
+
+    /// Asks the model to word a look back; the rule's draft stands until
+    /// (and unless) it answers.
+    fn word_look_back(&mut self, llm: &Arc<Llm>, draft: NewMemory) {
+        let Some(def) = self.defs.get(draft.agent as usize) else {
+            self.accept_now(vec![draft]);
+            return;
+        };
+        let memories: Vec<String> = draft
+            .memory
+            .evidence
+            .iter()
+            .filter_map(|&id| self.stream.memory(draft.agent, id))
+            .map(|m| m.content.clone())
+            .collect();
+        let day = draft.memory.created / 86_400;
+        let request = Request {
+            kind: Kind::Metacognition,
+            agent: Some(draft.agent),
+            priority: priority::REFLECT,
+            now: draft.memory.created,
+            context: serde_json::json!({
+                "agent": agent_context(def),
+                "day": day,
+                "goal": def.file.goals.primary,
+                "memories": memories,
+                "draft": draft.memory.content,
+            }),
+        };
+        let key = self.next_batch;
+        self.next_batch += 1;
+        self.drafts.insert(key, draft);
+        let (llm, done) = (llm.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let text = llm
+                .ask(request)
+                .await
+                .ok()
+                .and_then(|v| v["reflection"].as_str().map(|t| t.trim().to_owned()))
+                .filter(|t| !t.is_empty());
+            let _ = done.send(Done::LookBack { key, text });
+        });
+    }
+
+    /// The first step of a model's reflection: focal questions over the
+    /// agent's latest memories, each embedded for its evidence.
+    fn ask_questions(&mut self, agent: u32, now: GameSeconds) {
+        let (Some(llm), Some(def)) = (self.llm.clone(), self.defs.get(agent as usize)) else {
+            return;
+        };
+        let latest: Vec<String> = self
+            .stream
+            .latest(agent, FOCAL_OVER)
+            .into_iter()
+            .rev()
+            .map(|m| m.content)
+            .collect();
+        let count = self.stream.config().focal_questions;
+        let request = Request {
+            kind: Kind::FocalQuestions,
+            agent: Some(agent),
+            priority: priority::REFLECT,
+            now,
+            context: serde_json::json!({
+                "agent": agent_context(def),
+                "memories": latest,
+                "count": count,
+            }),
+        };
+        let (embedder, done) = (self.embedder.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let questions: Option<Vec<String>> = llm.ask(request).await.ok().map(|v| {
+                v["questions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|q| q.as_str())
+                    .map(|q| q.trim().to_owned())
+                    .filter(|q| !q.is_empty())
+                    .take(count.max(1))
+                    .collect()
+            });
+            let questions = match questions.filter(|q| !q.is_empty()) {
+                None => None,
+                Some(qs) => {
+                    let vectors = embedder
+                        .embed(&qs)
+                        .await
+                        .ok()
+                        .filter(|v| v.len() == qs.len());
+                    Some(match vectors {
+                        Some(v) => qs.into_iter().zip(v.into_iter().map(Some)).collect(),
+                        None => qs.into_iter().map(|q| (q, None)).collect(),
+                    })
+                }
+            };
+            let _ = done.send(Done::Questions {
+                agent,
+                now,
+                questions,
+            });
+        });
+    }
+
+    /// What a model job sent back.
+    fn finished(&mut self, done: Done) {
+        match done {
+            Done::Rated { batch, ratings } => {
+                let Some(items) = self.rating.remove(&batch) else {
+                    return;
+                };
+                let mut out = Vec::with_capacity(items.len());
+                for (i, mut m) in items.into_iter().enumerate() {
+                    if let Some(r) = ratings.as_ref().and_then(|r| r.get(i).copied().flatten()) {
+                        m.memory.importance = r;
+                        self.stream
+                            .revise(m.agent, m.memory.id, |mm| mm.importance = r);
+                    }
+                    out.push(m);
+                }
+                self.accept_now(out);
+            }
+            Done::LookBack { key, text } => {
+                let Some(mut draft) = self.drafts.remove(&key) else {
+                    return;
+                };
+                if let Some(text) = text {
+                    draft.memory.content = text.clone();
+                    self.stream
+                        .revise(draft.agent, draft.memory.id, |m| m.content = text);
+                }
+                self.accept_now(vec![draft]);
+            }
+            Done::Questions {
+                agent,
+                now,
+                questions,
+            } => {
+                let Some(questions) = questions else {
+                    let made = self.stream.reflect_by_rule(agent, now, self.mind.as_ref());
+                    self.accept_now(made);
+                    return;
+                };
+                self.ask_insights(agent, now, questions);
+            }
+            Done::Insights {
+                agent,
+                now,
+                insights,
+            } => {
+                let made: Vec<NewMemory> = match insights {
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|(text, evidence)| {
+                            self.stream
+                                .add_insight(agent, text, evidence, now, self.mind.as_ref())
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if made.is_empty() {
+                    let made = self.stream.reflect_by_rule(agent, now, self.mind.as_ref());
+                    self.accept_now(made);
+                } else {
+                    self.accept_now(made);
+                }
+            }
+        }
+    }
+
+    /// The second step: evidence for each question from the agent's
+    /// memories, then insights citing it.
+    fn ask_insights(
+        &mut self,
+        agent: u32,
+        now: GameSeconds,
+        questions: Vec<(String, Option<Vec<f32>>)>,
+    ) {
+        let (Some(llm), Some(def)) = (self.llm.clone(), self.defs.get(agent as usize)) else {
+            return;
+        };
+        let mut evidence: Vec<(u64, String)> = Vec::new();
+        for (_, vector) in &questions {
+            for (_, m) in self
+                .stream
+                .retrieve(agent, vector.as_deref(), now, EVIDENCE_PER_QUESTION)
+            {
+                if m.kind != MemoryKind::Metacognition
+                    && !evidence.iter().any(|(id, _)| *id == m.id)
+                {
+                    evidence.push((m.id, m.content));
+                }
+            }
+        }
+        evidence.sort_by_key(|(id, _)| *id);
+        let request = Request {
+            kind: Kind::Insights,
+            agent: Some(agent),
+            priority: priority::REFLECT,
+            now,
+            context: serde_json::json!({
+                "agent": agent_context(def),
+                "questions": questions.iter().map(|(q, _)| q).collect::<Vec<_>>(),
+                "evidence": evidence.iter().map(|(id, text)| serde_json::json!({"id": id, "text": text})).collect::<Vec<_>>(),
+                "count": 5,
+            }),
+        };
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let insights = llm.ask(request).await.ok().map(|v| {
+                v["insights"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(5)
+                    .filter_map(|i| {
+                        let text = i["insight"].as_str()?.trim().to_owned();
+                        let ids: Vec<u64> = i["evidence"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(serde_json::Value::as_u64)
+                            .collect();
+                        Some((text, ids))
+                    })
+                    .collect()
+            });
+            let _ = done.send(Done::Insights {
+                agent,
+                now,
+                insights,
+            });
+        });
+    }
+
+    /// Queues new memories for embedding and for the writer.
+    fn accept_now(&mut self, made: Vec<NewMemory>) {
         for m in made {
             if m.memory.kind == MemoryKind::Reflection && !self.watchers.is_empty() {
                 let insight = Insight {

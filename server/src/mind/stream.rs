@@ -125,6 +125,10 @@ pub struct MemoryStream {
     /// The game day of the last events, for metacognition at its end.
     day: Option<u64>,
     stats: StreamStats,
+    /// By agent: whether its reflections are made by its model (the stream
+    /// then only says when one is due).
+    by_model: Vec<bool>,
+    due_reflections: Vec<u32>,
 }
 
 impl MemoryStream {
@@ -171,7 +175,111 @@ impl MemoryStream {
             bonds,
             day: None,
             stats: StreamStats::default(),
+            by_model: Vec::new(),
+            due_reflections: Vec::new(),
         }
+    }
+
+    /// Has the agents marked in `agents` (by index) reflect through their
+    /// model: when a reflection is due, the stream resets the agent's tally
+    /// and lists it for [`MemoryStream::take_due_reflections`] instead of
+    /// reflecting by rule.
+    pub fn reflect_by_model(&mut self, agents: Vec<bool>) {
+        self.by_model = agents;
+    }
+
+    /// Agents whose reflection became due since the last call.
+    pub fn take_due_reflections(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.due_reflections)
+    }
+
+    /// The rule-based reflection, for an agent whose model failed.
+    pub fn reflect_by_rule(
+        &mut self,
+        agent: u32,
+        now: GameSeconds,
+        mind: &dyn Mind,
+    ) -> Vec<NewMemory> {
+        self.reflect(agent, now, mind)
+    }
+
+    /// `agent`'s latest `n` memories, newest first, leaving out looks back.
+    pub fn latest(&self, agent: u32, n: usize) -> Vec<Memory> {
+        let Some(a) = self.agents.get(agent as usize) else {
+            return Vec::new();
+        };
+        let mut v: Vec<&Memory> = a
+            .hot
+            .iter()
+            .filter(|m| m.kind != MemoryKind::Metacognition)
+            .collect();
+        v.sort_by_key(|m| std::cmp::Reverse(m.id));
+        v.into_iter().take(n).cloned().collect()
+    }
+
+    /// Changes memory `id` of `agent` in its window (a rating or wording
+    /// from the model) and returns it as changed; `None` when not held.
+    pub fn revise(
+        &mut self,
+        agent: u32,
+        id: u64,
+        change: impl FnOnce(&mut Memory),
+    ) -> Option<Memory> {
+        let a = self.agents.get_mut(agent as usize)?;
+        let mut m = a.hot.get(id)?.clone();
+        change(&mut m);
+        a.hot.push(&m);
+        Some(m)
+    }
+
+    /// A reflection the model drew: `text`, resting on the memories
+    /// `evidence` (ids the agent does not hold are left out; `None` when
+    /// none is left). Its feeling, depth, people and place come from the
+    /// evidence.
+    pub fn add_insight(
+        &mut self,
+        agent: u32,
+        text: &str,
+        evidence: &[u64],
+        now: GameSeconds,
+        mind: &dyn Mind,
+    ) -> Option<NewMemory> {
+        let a = self.agents.get(agent as usize)?;
+        let mut ids: Vec<u64> = evidence.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let found: Vec<&Memory> = ids.iter().filter_map(|&id| a.hot.get(id)).collect();
+        if found.is_empty() || text.trim().is_empty() {
+            return None;
+        }
+        let valence = found.iter().map(|m| m.valence).sum::<f32>() / found.len() as f32;
+        let related = most_common(found.iter().flat_map(|m| m.related_agents.iter()));
+        let location = most_common(found.iter().filter_map(|m| m.location.as_ref()));
+        let depth = 1 + found.iter().map(|m| m.depth).max().unwrap_or(0);
+        let importance = mind.importance(&ImportanceInput {
+            kind: MemoryKind::Reflection,
+            bond: None,
+            novelty: 0.5,
+            intensity: valence.abs(),
+        });
+        let memory = Memory {
+            valence,
+            intensity: valence.abs(),
+            tags: vec!["reflection".to_owned()],
+            related_agents: related.into_iter().collect(),
+            location,
+            depth: depth.min(64),
+            evidence: found.iter().map(|m| m.id).collect(),
+            ..Memory::new(
+                0,
+                MemoryKind::Reflection,
+                text.trim().chars().take(1000).collect::<String>(),
+                importance,
+                now,
+            )
+        };
+        self.stats.reflections += 1;
+        Some(self.remember(agent, memory))
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -331,7 +439,12 @@ impl MemoryStream {
         due.sort_unstable();
         due.dedup();
         for agent in due {
-            out.extend(self.reflect(agent, now, mind));
+            if self.by_model.get(agent as usize).copied().unwrap_or(false) {
+                self.agents[agent as usize].since_reflection = 0;
+                self.due_reflections.push(agent);
+            } else {
+                out.extend(self.reflect(agent, now, mind));
+            }
         }
         out
     }
@@ -501,7 +614,8 @@ impl MemoryStream {
             | WorldEvent::PlayerTalkStarted { .. }
             | WorldEvent::PlayerTalkEnded { .. }
             | WorldEvent::CharacterTieChanged { .. }
-            | WorldEvent::Interacted { .. } => {}
+            | WorldEvent::Interacted { .. }
+            | WorldEvent::LineWanted(_) => {}
         }
     }
 

@@ -179,6 +179,8 @@ pub struct HubDeps {
     pub world: std::sync::mpsc::Sender<Command>,
     pub memories: Option<MemoryService>,
     pub mind: Arc<dyn Mind>,
+    /// Agents' language models, when the world has one.
+    pub thinker: Option<crate::mind::cognition::Thinker>,
     /// Talking distance (the world's `talk_radius`).
     pub talk_radius: f32,
     pub time_scale: u32,
@@ -213,6 +215,7 @@ pub fn spawn(
         busy: std::collections::HashSet::new(),
         hub: hub.clone(),
         seed: 0,
+        dialogues: Dialogues::default(),
     };
     let handle = tokio::spawn(task.run(rx, frames, shutdown));
     (hub, handle)
@@ -228,7 +231,14 @@ struct Task {
     busy: std::collections::HashSet<u32>,
     hub: Hub,
     seed: u64,
+    dialogues: Dialogues,
 }
+
+/// The latest lines between each agent and character, for the agent's
+/// model: (agent, character) → (speaker name, text), oldest first.
+type Dialogues = Arc<std::sync::Mutex<HashMap<(u32, String), Vec<(String, String)>>>>;
+/// Lines of a player's talk kept for the next prompt.
+const DIALOGUE_LINES: usize = 8;
 
 fn error(id: &RequestId, code: ErrorCode, message: impl Into<String>) -> ProtocolError {
     ProtocolError::new(code, message).with_id(Some(id.clone()))
@@ -389,15 +399,24 @@ impl Task {
             };
             let memories = self.deps.memories.clone();
             let mind = self.deps.mind.clone();
+            let thinker = self.deps.thinker.clone();
+            let dialogues = self.dialogues.clone();
             let world = self.deps.world.clone();
             tokio::spawn(async move {
-                let text = job.make(memories.as_ref(), mind.as_ref()).await;
+                let (text, end) = job
+                    .make(memories, mind.as_ref(), thinker.as_ref(), &dialogues)
+                    .await;
                 let _ = world.send(Command::Answer {
                     agent: job.agent,
-                    character: job.character,
+                    character: job.character.clone(),
                     heard: job.heard,
                     text,
                 });
+                if end {
+                    let _ = world.send(Command::Player(PlayerCommand::EndTalk {
+                        name: job.character,
+                    }));
+                }
             });
         }
     }
@@ -1064,8 +1083,58 @@ struct Answer {
 }
 
 impl Answer {
-    async fn make(&self, memories: Option<&MemoryService>, mind: &dyn Mind) -> String {
-        let recalled: Vec<String> = match memories {
+    /// The answer, and whether the agent's model ends the talk with it.
+    /// The memory service is let go of before the model is asked, so a slow
+    /// model never holds it open at shutdown.
+    async fn make(
+        &self,
+        memories: Option<MemoryService>,
+        mind: &dyn Mind,
+        thinker: Option<&crate::mind::cognition::Thinker>,
+        dialogues: &Dialogues,
+    ) -> (String, bool) {
+        let recalled = self.recall(memories).await;
+        let key = (self.agent, self.character.clone());
+        if let Some(t) = thinker {
+            let earlier: Vec<(String, String)> = dialogues
+                .lock()
+                .map(|d| d.get(&key).cloned().unwrap_or_default())
+                .unwrap_or_default();
+            let line = crate::mind::cognition::PlayerLine {
+                character: &self.character,
+                heard: &self.heard,
+                activity: &self.activity,
+                location: None,
+                memories: &recalled,
+                dialogue: &earlier,
+                tie: None,
+            };
+            if let Some((text, end)) = t.answer(self.agent, &line, self.now).await {
+                if let Ok(mut d) = dialogues.lock() {
+                    let lines = d.entry(key).or_default();
+                    lines.push((self.character.clone(), self.heard.clone()));
+                    lines.push((self.def.file.name.clone(), text.clone()));
+                    let excess = lines.len().saturating_sub(DIALOGUE_LINES);
+                    lines.drain(..excess);
+                }
+                return (text, end);
+            }
+        }
+        let text = mind.answer(
+            &self.def,
+            &AnswerContext {
+                speaker: &self.character,
+                heard: &self.heard,
+                activity: &self.activity,
+                memories: &recalled,
+                seed: self.seed,
+            },
+        );
+        (text, false)
+    }
+
+    async fn recall(&self, memories: Option<MemoryService>) -> Vec<String> {
+        match memories {
             Some(m) => match tokio::time::timeout(
                 QUERY_TIMEOUT,
                 m.retrieve(&self.def.file.id, &self.heard, self.now, ANSWER_MEMORIES),
@@ -1080,16 +1149,6 @@ impl Answer {
                 Err(_) => Vec::new(),
             },
             None => Vec::new(),
-        };
-        mind.answer(
-            &self.def,
-            &AnswerContext {
-                speaker: &self.character,
-                heard: &self.heard,
-                activity: &self.activity,
-                memories: &recalled,
-                seed: self.seed,
-            },
-        )
+        }
     }
 }

@@ -669,7 +669,8 @@ impl HubCore {
             | WorldEvent::Perceived { .. }
             | WorldEvent::Woke { .. }
             | WorldEvent::FellAsleep { .. }
-            | WorldEvent::Interacted { .. } => return None,
+            | WorldEvent::Interacted { .. }
+            | WorldEvent::LineWanted(_) => return None,
         })
     }
 

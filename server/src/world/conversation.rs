@@ -10,7 +10,7 @@ use bevy_ecs::prelude::*;
 
 use super::clock::GameClock;
 use super::components::{Activity, AgentIdx, Needs, Position, Relationships, Talk};
-use super::events::{Outbox, WorldEvent};
+use super::events::{LineWanted, Outbox, WorldEvent};
 use super::mind::{AgentView, LineContext};
 use super::perception::{SpatialGrid, TalkCandidates};
 use super::relationship::{RelationDelta, RelationDeltas};
@@ -32,6 +32,81 @@ pub struct Conversation {
     pub next_line: u64,
     /// Game minute it began.
     pub started: u64,
+}
+
+/// Lines said by agents' models: which agents speak through one, the lines
+/// asked for (each with the tick after which the rule-based mind speaks
+/// instead), the answers not yet used, and each conversation's recent lines
+/// for the next prompt. Not saved with checkpoints: after a restart the
+/// next line is simply asked for again.
+#[derive(Debug, Default, Resource)]
+pub struct ModelLines {
+    /// By agent index: whether its lines come from a model.
+    pub thinking: Vec<bool>,
+    /// Ticks a conversation waits for a line before the rule-based mind
+    /// speaks (the model's timeout and a margin).
+    pub wait_ticks: u64,
+    /// By conversation: (turn, speaker, tick after which to stop waiting).
+    pending: std::collections::HashMap<u64, (u32, u32, u64)>,
+    /// By conversation: (turn, speaker, text, end).
+    ready: std::collections::HashMap<u64, (u32, u32, Option<String>, bool)>,
+    transcripts: std::collections::HashMap<u64, Vec<(u32, String)>>,
+    /// Lines asked of models, answered by them, and said by the rule-based
+    /// mind because no usable answer came in time.
+    pub asked: u64,
+    pub answered: u64,
+    pub fell_back: u64,
+}
+
+/// Lines of a conversation kept for the next prompt.
+const TRANSCRIPT_LINES: usize = 12;
+
+impl ModelLines {
+    /// An answer from a model (or its failure, `text: None`).
+    pub fn answer(
+        &mut self,
+        conversation: u64,
+        turn: u32,
+        speaker: u32,
+        text: Option<String>,
+        end: bool,
+    ) {
+        if self
+            .pending
+            .get(&conversation)
+            .is_some_and(|&(t, s, _)| t == turn && s == speaker)
+        {
+            self.ready.insert(conversation, (turn, speaker, text, end));
+        }
+    }
+
+    fn thinks(&self, agent: u32) -> bool {
+        self.thinking.get(agent as usize).copied().unwrap_or(false)
+    }
+
+    fn said(&mut self, conversation: u64, speaker: u32, text: &str) {
+        let t = self.transcripts.entry(conversation).or_default();
+        if t.len() >= TRANSCRIPT_LINES {
+            t.remove(0);
+        }
+        t.push((speaker, text.to_owned()));
+    }
+
+    fn forget(&mut self, conversation: u64) {
+        self.pending.remove(&conversation);
+        self.ready.remove(&conversation);
+        self.transcripts.remove(&conversation);
+    }
+}
+
+/// What to do about a conversation's due line when models speak.
+enum Due {
+    /// Ask the model and wait.
+    Ask,
+    Wait,
+    /// Say this (the model's line, or `None`: the rule-based mind's), and
+    /// whether the model wants to end here.
+    Say(Option<String>, bool),
 }
 
 #[derive(Debug, Default, Resource)]
@@ -197,6 +272,7 @@ pub fn advance_conversations(
     mut deltas: ResMut<RelationDeltas>,
     mut stats: ResMut<Stats>,
     mut outbox: ResMut<Outbox>,
+    mut lines: ResMut<ModelLines>,
     mut agents: Query<AgentData<'_>>,
 ) {
     let now = clock.minutes();
@@ -235,10 +311,69 @@ pub fn advance_conversations(
             minute_of_day: clock.minute_of_day(),
             location_name: conv.location.map(|l| map.0.location(l).name.as_str()),
         };
+        let due = if lines.thinks(speaker) {
+            match (lines.ready.remove(&conv.id), lines.pending.get(&conv.id)) {
+                (Some((turn, who, text, end)), _) if turn == conv.turns && who == speaker => {
+                    lines.pending.remove(&conv.id);
+                    if text.is_some() {
+                        lines.answered += 1;
+                    } else {
+                        lines.fell_back += 1;
+                    }
+                    Due::Say(text, end)
+                }
+                (_, Some(&(turn, who, until))) if turn == conv.turns && who == speaker => {
+                    if clock.tick < until {
+                        Due::Wait
+                    } else {
+                        lines.pending.remove(&conv.id);
+                        lines.fell_back += 1;
+                        Due::Say(None, false)
+                    }
+                }
+                _ => Due::Ask,
+            }
+        } else {
+            Due::Say(None, false)
+        };
+        let (model_text, model_end) = match due {
+            Due::Wait => continue,
+            Due::Ask => {
+                lines.asked += 1;
+                let until = clock.tick + lines.wait_ticks.max(1);
+                lines.pending.insert(conv.id, (conv.turns, speaker, until));
+                let activity = agents
+                    .get(index.0[speaker as usize])
+                    .map(|d| activity_label(&defs.agents[speaker as usize], d.2).to_owned())
+                    .unwrap_or_default();
+                outbox.push(
+                    clock.tick,
+                    WorldEvent::LineWanted(Box::new(LineWanted {
+                        conversation: conv.id,
+                        turn: conv.turns,
+                        max_turns: conv.max_turns,
+                        speaker,
+                        listeners: listeners.iter().map(|l| l.idx).collect(),
+                        transcript: lines.transcripts.get(&conv.id).cloned().unwrap_or_default(),
+                        location: context.location_name.map(str::to_owned),
+                        activity,
+                        relationship: relationship.map(|r| (r.affection, r.trust)),
+                    })),
+                );
+                continue;
+            }
+            Due::Say(text, end) => (text, end),
+        };
         let mut stream = rng.stream(speaker, clock.tick, Purpose::Line);
-        let text = mind
-            .0
-            .line(&speaker_view, &listeners, &context, &mut stream);
+        let text = match model_text {
+            Some(t) => t,
+            None => mind
+                .0
+                .line(&speaker_view, &listeners, &context, &mut stream),
+        };
+        if !lines.thinking.is_empty() {
+            lines.said(conv.id, speaker, &text);
+        }
         stats.lines += 1;
         outbox.push(
             clock.tick,
@@ -268,12 +403,15 @@ pub fn advance_conversations(
         let someone_spent = views
             .iter()
             .any(|v| v.needs.sleeping || v.needs.energy < EXHAUSTED);
-        if conv.turns >= conv.max_turns || someone_spent {
+        // a model may end it, once both sides have spoken
+        let model_ends = model_end && conv.turns >= 2;
+        if conv.turns >= conv.max_turns || someone_spent || model_ends {
             ended.push(ci);
         }
     }
     for ci in ended.into_iter().rev() {
         let conv = conversations.active.swap_remove(ci);
+        lines.forget(conv.id);
         for &p in &conv.participants {
             if let Ok(mut d) = agents.get_mut(index.0[p as usize]) {
                 let talk = &mut d.4;
@@ -397,6 +535,7 @@ mod tests {
         world.insert_resource(SpatialGrid::default());
         world.insert_resource(TalkCandidates::default());
         world.insert_resource(Conversations::default());
+        world.insert_resource(ModelLines::default());
         world.insert_resource(RelationDeltas::default());
         world.insert_resource(Stats::default());
         world.insert_resource(Outbox::default());
@@ -676,6 +815,97 @@ mod tests {
             }
         }
         (lines, all)
+    }
+
+    #[test]
+    fn lines_from_models_are_asked_for_waited_for_and_replaced_when_late() {
+        let (mut world, _agents) = talking(2, 6);
+        {
+            let mut lines = world.resource_mut::<ModelLines>();
+            lines.thinking = vec![true, true];
+            lines.wait_ticks = 5;
+        }
+        // tick 1: the first line is asked for, nothing is said
+        let (said, events) = run_until(&mut world, 1);
+        assert!(said.is_empty(), "{events:?}");
+        let Some(WorldEvent::LineWanted(w)) = events.first() else {
+            panic!("a line wanted: {events:?}");
+        };
+        assert_eq!(
+            (w.conversation, w.turn, w.speaker, w.listeners.clone()),
+            (7, 0, 0, vec![1])
+        );
+        assert!(w.transcript.is_empty());
+        // waiting: no line, no second request
+        let (said, events) = run_until(&mut world, 3);
+        assert!(said.is_empty() && events.is_empty(), "{events:?}");
+        // the model's answer is said on the next tick
+        world.resource_mut::<ModelLines>().answer(
+            7,
+            0,
+            0,
+            Some("The oven is hot today.".into()),
+            false,
+        );
+        let (said, events) = run_until(&mut world, 4);
+        assert_eq!(said, vec![(4, 0)]);
+        assert!(
+            matches!(&events[0], WorldEvent::Line { text, .. } if text == "The oven is hot today.")
+        );
+        // the next speaker's model never answers: after 5 ticks of waiting
+        // the rule-based mind speaks
+        let (said, events) = run_until(&mut world, 14);
+        assert!(said.is_empty());
+        let Some(WorldEvent::LineWanted(w)) = events.first() else {
+            panic!("the second line wanted: {events:?}");
+        };
+        assert_eq!((w.turn, w.speaker), (1, 1));
+        assert_eq!(w.transcript, vec![(0, "The oven is hot today.".to_owned())]);
+        let (said, _) = run_until(&mut world, 20);
+        assert_eq!(said, vec![(19, 1)], "said by rule after the wait");
+        // a stale answer (an earlier turn) is ignored
+        world
+            .resource_mut::<ModelLines>()
+            .answer(7, 1, 1, Some("too late".into()), false);
+        let lines = world.resource::<ModelLines>();
+        assert_eq!((lines.asked, lines.answered, lines.fell_back), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_model_may_end_the_conversation_once_both_have_spoken() {
+        let (mut world, _agents) = talking(2, 10);
+        {
+            let mut lines = world.resource_mut::<ModelLines>();
+            lines.thinking = vec![true, true];
+            lines.wait_ticks = 50;
+        }
+        let mut ended_at = None;
+        for turn in 0..3u32 {
+            let next = world.resource::<GameClock>().tick + 1;
+            run_until(&mut world, next);
+            let speaker = turn % 2;
+            world.resource_mut::<ModelLines>().answer(
+                7,
+                turn,
+                speaker,
+                Some(format!("line {turn}")),
+                true,
+            );
+            let t = world.resource::<GameClock>().tick;
+            let (_, events) = run_until(&mut world, t + 12);
+            if events
+                .iter()
+                .any(|e| matches!(e, WorldEvent::ConversationEnded { .. }))
+            {
+                ended_at = Some(turn);
+                break;
+            }
+        }
+        assert_eq!(
+            ended_at,
+            Some(1),
+            "the first line cannot end it; the second does"
+        );
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum WorldEvent {
         participants: Vec<u32>,
         turns: u32,
     },
+    /// A conversation's next line is asked of the speaker's model (see
+    /// [`super::conversation::ModelLines`]); the answer comes back as
+    /// [`Command::Line`].
+    LineWanted(Box<LineWanted>),
     RelationshipChanged {
         agent: u32,
         other: u32,
@@ -126,6 +130,23 @@ impl Outbox {
     }
 }
 
+/// What a model needs to say a conversation's next line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineWanted {
+    pub conversation: u64,
+    pub turn: u32,
+    pub max_turns: u32,
+    pub speaker: u32,
+    pub listeners: Vec<u32>,
+    /// The lines so far, oldest first: (speaker, text).
+    pub transcript: Vec<(u32, String)>,
+    pub location: Option<String>,
+    /// What the speaker was doing before it started talking.
+    pub activity: String,
+    /// The speaker's (affection, trust) toward the first listener.
+    pub relationship: Option<(f32, f32)>,
+}
+
 /// A command from outside the world, applied at the start of a tick.
 #[derive(Debug)]
 pub enum Command {
@@ -147,6 +168,16 @@ pub enum Command {
         character: String,
         heard: String,
         text: String,
+    },
+    /// A conversation's next line from the speaker's model; `text: None`
+    /// when the model failed and the rule-based mind should speak.
+    Line {
+        conversation: u64,
+        turn: u32,
+        speaker: u32,
+        text: Option<String>,
+        /// The model thinks the conversation has run its course.
+        end: bool,
     },
     /// What agent `agent` is doing, planning and feeling about whom, sent
     /// back on `reply` during the next tick.
@@ -177,6 +208,7 @@ pub fn apply_inbox(
     mut throttled: ResMut<Throttled>,
     mut clock: ResMut<super::GameClock>,
     mut players: ResMut<super::players::PlayerInbox>,
+    mut lines: ResMut<super::conversation::ModelLines>,
 ) {
     for command in inbox.commands.drain(..) {
         match command {
@@ -184,6 +216,13 @@ pub fn apply_inbox(
             Command::Resume => paused.0 = false,
             Command::Throttle(on) => throttled.0 = on,
             Command::SetTimeScale(scale) => clock.set_time_scale(scale),
+            Command::Line {
+                conversation,
+                turn,
+                speaker,
+                text,
+                end,
+            } => lines.answer(conversation, turn, speaker, text, end),
             other => players.commands.push(other),
         }
     }

@@ -332,6 +332,7 @@ impl Sim {
         world.insert_resource(MindRes(mind));
         world.insert_resource(AgentIndex(entities));
         world.insert_resource(Stats::default());
+        world.insert_resource(conversation::ModelLines::default());
         world.insert_resource(Outbox::default());
         world.insert_resource(Inbox::default());
         world.insert_resource(events::Paused::default());
@@ -644,6 +645,23 @@ impl Sim {
 
     pub fn stats(&self) -> &Stats {
         self.world.resource::<Stats>()
+    }
+
+    /// Has the agents marked in `thinking` (by index) say their lines
+    /// through their models: each line is asked for with a
+    /// [`WorldEvent::LineWanted`] and waited for up to `wait_ticks`, then
+    /// said by the rule-based mind.
+    pub fn speak_through_models(&mut self, thinking: Vec<bool>, wait_ticks: u64) {
+        let mut lines = self.world.resource_mut::<conversation::ModelLines>();
+        lines.thinking = thinking;
+        lines.wait_ticks = wait_ticks.max(1);
+    }
+
+    /// Lines asked of models, answered by them, and said by the rule-based
+    /// mind instead.
+    pub fn model_lines(&self) -> (u64, u64, u64) {
+        let l = self.world.resource::<conversation::ModelLines>();
+        (l.asked, l.answered, l.fell_back)
     }
 
     pub fn config(&self) -> &SimConfig {

@@ -511,7 +511,11 @@ pub fn apply(
                 });
             }
             // routed here by the inbox only when they concern characters
-            Command::Pause | Command::Resume | Command::Throttle(_) | Command::SetTimeScale(_) => {}
+            Command::Pause
+            | Command::Resume
+            | Command::Throttle(_)
+            | Command::SetTimeScale(_)
+            | Command::Line { .. } => {}
         }
     }
     // quiet player conversations end

@@ -1,0 +1,280 @@
+//! Decisions asked of an agent's language model, each with the rule-based
+//! mind behind it: the next line of an agent's conversation and an agent's
+//! answer to a player's character. Builds each prompt's context from the
+//! agent's file, the conversation and the memories retrieved for it, asks
+//! the model (which never takes longer than its timeout), and turns the
+//! answer into the decision; on any failure it says so (`None`) and the
+//! caller lets the rule-based mind decide. Touches the model client and the
+//! memory service's retrieval; never the world (answers go back to it as
+//! commands).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tracing::debug;
+
+use crate::content::AgentDef;
+use crate::mind::llm::{Kind, Llm, Request, priority};
+use crate::mind::memory::GameSeconds;
+use crate::mind::prompt::{affection_word, game_time_label, identity};
+use crate::mind::service::WeakMemoryService;
+use crate::world::events::{Command, LineWanted};
+
+/// Memories recalled for a line.
+const LINE_MEMORIES: usize = 5;
+/// The longest line kept from a model.
+const MAX_LINE_CHARS: usize = 500;
+
+/// The `agent` object every prompt is filled in with.
+pub fn agent_context(def: &AgentDef) -> Value {
+    json!({
+        "id": def.file.id,
+        "name": def.file.name,
+        "first_name": def.file.name.split_whitespace().next().unwrap_or(&def.file.name),
+        "occupation": def.file.occupation,
+        "identity": identity(def),
+        "goal": def.file.goals.primary,
+    })
+}
+
+/// How an agent feels about someone, in words and numbers.
+pub fn feeling(affection: f32, trust: f32) -> String {
+    format!(
+        "{}, affection {affection:.0} of 100, trust {trust:.0} of 100",
+        affection_word(affection)
+    )
+}
+
+/// A model's line, cleaned: quotes and a leading "Name:" taken off, cut to
+/// [`MAX_LINE_CHARS`]; `None` when nothing is left.
+fn clean_line(text: &str, speaker: &AgentDef) -> Option<String> {
+    let mut t = text.trim();
+    for prefix in [
+        speaker.file.name.as_str(),
+        speaker.file.name.split_whitespace().next().unwrap_or(""),
+    ] {
+        if !prefix.is_empty()
+            && let Some(rest) = t.strip_prefix(prefix)
+            && let Some(rest) = rest.trim_start().strip_prefix(':')
+        {
+            t = rest.trim();
+        }
+    }
+    let t = t
+        .trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}')
+        .trim();
+    if t.is_empty() {
+        return None;
+    }
+    Some(t.chars().take(MAX_LINE_CHARS).collect())
+}
+
+/// Asks agents' models for their lines and answers.
+#[derive(Debug, Clone)]
+pub struct Thinker {
+    llm: Arc<Llm>,
+    defs: Arc<Vec<AgentDef>>,
+    /// Weak: a line being made must not keep the memory service from
+    /// finishing its writes at shutdown.
+    memories: Option<WeakMemoryService>,
+}
+
+impl Thinker {
+    pub fn new(
+        llm: Arc<Llm>,
+        defs: Arc<Vec<AgentDef>>,
+        memories: Option<WeakMemoryService>,
+    ) -> Self {
+        Self {
+            llm,
+            defs,
+            memories,
+        }
+    }
+
+    pub fn llm(&self) -> &Arc<Llm> {
+        &self.llm
+    }
+
+    /// Recalls `agent`'s top memories for `query`; none when the service is
+    /// absent or slow (retrieval is bounded by the model's own deadline).
+    async fn recall(
+        &self,
+        agent: &AgentDef,
+        query: &str,
+        now: GameSeconds,
+        k: usize,
+    ) -> Vec<String> {
+        let Some(m) = self.memories.as_ref().and_then(WeakMemoryService::upgrade) else {
+            return Vec::new();
+        };
+        let wait = self.llm.timeout() / 4;
+        match tokio::time::timeout(wait, m.retrieve(&agent.file.id, query, now, k)).await {
+            Ok(Ok(found)) => found.into_iter().map(|(_, m)| m.content).collect(),
+            Ok(Err(e)) => {
+                debug!(agent = %agent.file.id, error = %e, "no memories for a line");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The next line of a conversation, as the command that hands it to the
+    /// world (with `text: None` when the model gave nothing usable).
+    pub async fn line(&self, wanted: &LineWanted, now: GameSeconds) -> Command {
+        let failed = Command::Line {
+            conversation: wanted.conversation,
+            turn: wanted.turn,
+            speaker: wanted.speaker,
+            text: None,
+            end: false,
+        };
+        let Some(speaker) = self.defs.get(wanted.speaker as usize) else {
+            return failed;
+        };
+        let others: Vec<&AgentDef> = wanted
+            .listeners
+            .iter()
+            .filter_map(|&l| self.defs.get(l as usize))
+            .collect();
+        let Some(first) = others.first() else {
+            return failed;
+        };
+        let name_of = |i: u32| {
+            self.defs
+                .get(i as usize)
+                .map_or_else(|| "someone".to_owned(), |d| d.file.name.clone())
+        };
+        let topic = wanted.transcript.last().map_or_else(
+            || first.file.name.clone(),
+            |(_, t)| format!("{} {t}", first.file.name),
+        );
+        let memories = self.recall(speaker, &topic, now, LINE_MEMORIES).await;
+        let names: Vec<&str> = others.iter().map(|d| d.file.name.as_str()).collect();
+        let context = json!({
+            "agent": agent_context(speaker),
+            "other": {
+                "name": names.join(" and "),
+                "who": if others.len() == 1 { first.file.occupation.clone() } else { String::new() },
+            },
+            "relationship": wanted.relationship.map(|(a, t)| feeling(a, t)),
+            "memories": memories,
+            "location": wanted.location,
+            "time": game_time_label(now),
+            "activity": wanted.activity,
+            "dialogue": wanted.transcript.iter().map(|(s, t)| json!({"speaker": name_of(*s), "text": t})).collect::<Vec<_>>(),
+            "turn": wanted.turn,
+            "max_turns": wanted.max_turns,
+        });
+        let answer = self
+            .llm
+            .ask(Request {
+                kind: Kind::Conversation,
+                agent: Some(wanted.speaker),
+                priority: priority::LINE,
+                now,
+                context,
+            })
+            .await;
+        match answer {
+            Ok(v) => match v["line"].as_str().and_then(|l| clean_line(l, speaker)) {
+                Some(text) => Command::Line {
+                    conversation: wanted.conversation,
+                    turn: wanted.turn,
+                    speaker: wanted.speaker,
+                    text: Some(text),
+                    end: v["end"].as_bool().unwrap_or(false),
+                },
+                None => failed,
+            },
+            Err(_) => failed,
+        }
+    }
+
+    /// What `agent` says back to a player's character, and whether it
+    /// wants to end the talk; `None` when its model gave nothing usable.
+    pub async fn answer(
+        &self,
+        agent: u32,
+        reply: &PlayerLine<'_>,
+        now: GameSeconds,
+    ) -> Option<(String, bool)> {
+        let def = self.defs.get(agent as usize)?;
+        if !self.llm.thinks(Some(agent)) {
+            return None;
+        }
+        let mut dialogue: Vec<Value> = reply
+            .dialogue
+            .iter()
+            .map(|(s, t)| json!({"speaker": s, "text": t}))
+            .collect();
+        dialogue.push(json!({"speaker": reply.character, "text": reply.heard}));
+        let context = json!({
+            "agent": agent_context(def),
+            "other": {"name": reply.character, "who": "a visitor"},
+            "relationship": reply.tie.map(|(a, t)| feeling(a, t)),
+            "memories": reply.memories,
+            "location": reply.location,
+            "time": game_time_label(now),
+            "activity": reply.activity,
+            "dialogue": dialogue,
+            "turn": reply.dialogue.len() + 1,
+            "max_turns": 0,
+        });
+        let v = self
+            .llm
+            .ask(Request {
+                kind: Kind::Conversation,
+                agent: Some(agent),
+                priority: priority::PLAYER,
+                now,
+                context,
+            })
+            .await
+            .ok()?;
+        let text = clean_line(v["line"].as_str()?, def)?;
+        Some((text, v["end"].as_bool().unwrap_or(false)))
+    }
+}
+
+/// What a player's character said to an agent, and what the agent knows.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayerLine<'a> {
+    pub character: &'a str,
+    pub heard: &'a str,
+    pub activity: &'a str,
+    pub location: Option<&'a str>,
+    pub memories: &'a [String],
+    /// Earlier lines of this talk: (speaker name, text), oldest first.
+    pub dialogue: &'a [(String, String)],
+    /// The agent's (affection, trust) toward the character.
+    pub tie: Option<(f32, f32)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::synthetic;
+
+    #[test]
+    fn lines_are_cleaned_of_names_and_quotes() {
+        let content = synthetic::world(1, 3);
+        let def = &content.agents[0];
+        let first = def
+            .file
+            .name
+            .split_whitespace()
+            .next()
+            .expect("a name")
+            .to_owned();
+        assert_eq!(
+            clean_line(&format!("{first}: \"Good morning!\""), def).as_deref(),
+            Some("Good morning!")
+        );
+        assert_eq!(clean_line("  \"\" ", def), None);
+        assert_eq!(
+            clean_line(&"a".repeat(900), def).map(|l| l.len()),
+            Some(MAX_LINE_CHARS)
+        );
+    }
+}
