@@ -306,6 +306,14 @@ pub struct ServeArgs {
     pub llm: LlmArgs,
     #[command(flatten)]
     pub net: NetArgs,
+    /// Stop by itself after this much game time (e.g. 2h), as a benchmark
+    /// run does.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "GAME_TIME")]
+    pub stop_after: Option<std::time::Duration>,
+    /// At the end, write what the agents' models did to FILE (JSON: calls
+    /// per agent per game hour by kind, fallbacks, a sample of dialogue).
+    #[arg(long, value_name = "FILE")]
+    pub llm_report: Option<PathBuf>,
 }
 
 /// The language model agents think with (docs/llm.md). Without
@@ -525,6 +533,8 @@ pub async fn run(
                 limits: args.net.limits(),
                 llm: args.llm.config(),
                 prompts: Some(args.llm.prompts.clone()),
+                stop_after: args.stop_after.map(|d| d.as_secs()),
+                llm_report: args.llm_report.clone(),
                 map_file: args
                     .synthetic_agents
                     .is_none()

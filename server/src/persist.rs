@@ -495,6 +495,11 @@ fn plan_row(ctx: &Context, agent_id: i64, a: &AgentSim, tick: i64) -> PlanRow {
                 "kind": "perform",
                 "until": ts(until * 60).format("%Y-%m-%d %H:%M").to_string(),
             }),
+            Step::Do { until, action } => json!({
+                "kind": "do",
+                "action": action,
+                "until": ts(until * 60).format("%Y-%m-%d %H:%M").to_string(),
+            }),
         })
         .collect();
     let mut goal: String = p.goal.chars().take(1000).collect();

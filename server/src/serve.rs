@@ -67,6 +67,12 @@ pub struct ServeOptions {
     pub llm: crate::mind::llm::LlmConfig,
     /// Prompt templates overriding the built-in ones.
     pub prompts: Option<PathBuf>,
+    /// Stop by itself once this much game time has passed.
+    pub stop_after: Option<u64>,
+    /// Where to write, at the end, a JSON report of what the agents' models
+    /// did (calls per agent per game hour by kind, fallbacks, a sample of
+    /// dialogue).
+    pub llm_report: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -86,6 +92,8 @@ impl Default for ServeOptions {
             map_file: None,
             llm: crate::mind::llm::LlmConfig::default(),
             prompts: None,
+            stop_after: None,
+            llm_report: None,
         }
     }
 }
@@ -339,18 +347,19 @@ pub async fn run(
         llm.clone(),
     )
     .await?;
-    // lines of agents' conversations through their models
-    let (want_lines, wanted_lines) =
-        tokio::sync::mpsc::unbounded_channel::<(u64, crate::world::events::LineWanted)>();
+    // what agents' models are asked: lines, plans, reactions
+    let (want_lines, wanted_lines) = tokio::sync::mpsc::unbounded_channel::<(u64, Want)>();
     let thinker = llm.as_ref().map(|l| {
         let wait = (l.timeout() + Duration::from_secs(1)).as_secs_f64() * tick_rate as f64;
         sim.speak_through_models(
             (0..defs.len()).map(|i| l.thinks(Some(i as u32))).collect(),
             wait.ceil() as u64,
         );
+        sim.plan_through_models((0..defs.len()).map(|i| l.thinks(Some(i as u32))).collect());
         crate::mind::cognition::Thinker::new(
             l.clone(),
             sim.defs().clone(),
+            sim.map().locations.iter().map(|l| l.name.clone()).collect(),
             Some(memories.downgrade()),
         )
     });
@@ -365,7 +374,23 @@ pub async fn run(
     let time_scale = sim.clock().time_scale();
     let frames = crate::net::dispatch::Frames::default();
     let world_frames = frames.clone();
+    let game_now = Arc::new(std::sync::atomic::AtomicU64::new(sim.clock().seconds));
+    let started_at = sim.clock().seconds;
+    let sink_now = game_now.clone();
+    let dialogue: Arc<std::sync::Mutex<Vec<(u32, String)>>> = Arc::default();
+    let sink_dialogue = options.llm_report.as_ref().map(|_| dialogue.clone());
     let world = runner::spawn(sim, move |mut out| {
+        sink_now.store(out.game_seconds, std::sync::atomic::Ordering::Relaxed);
+        if let Some(d) = &sink_dialogue
+            && let Ok(mut d) = d.lock()
+            && d.len() < REPORT_LINES
+        {
+            for (_, e) in &out.events {
+                if let crate::world::WorldEvent::Line { speaker, text, .. } = e {
+                    d.push((*speaker, text.clone()));
+                }
+            }
+        }
         if let Some(f) = &world_feed
             && let Ok(mut f) = f.lock()
         {
@@ -375,8 +400,40 @@ pub async fn run(
             let now = out.game_seconds;
             out.events.retain(|(_, e)| match e {
                 crate::world::WorldEvent::LineWanted(w) => {
-                    let _ = want.send((now, (**w).clone()));
+                    let _ = want.send((now, Want::Line((**w).clone())));
                     false
+                }
+                crate::world::WorldEvent::PlanWanted(w) => {
+                    let _ = want.send((now, Want::Plan((**w).clone())));
+                    false
+                }
+                crate::world::WorldEvent::Perceived {
+                    agent,
+                    other,
+                    activity,
+                    ..
+                } => {
+                    let _ = want.send((
+                        now,
+                        Want::Seen {
+                            agent: *agent,
+                            other: *other,
+                            activity: activity.clone(),
+                        },
+                    ));
+                    true
+                }
+                crate::world::WorldEvent::ActivityChanged {
+                    agent, activity, ..
+                } => {
+                    let _ = want.send((
+                        now,
+                        Want::Doing {
+                            agent: *agent,
+                            activity: activity.clone(),
+                        },
+                    ));
+                    true
                 }
                 _ => true,
             });
@@ -392,7 +449,7 @@ pub async fn run(
     .map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
     if let Some(t) = &thinker {
-        tokio::spawn(speak(wanted_lines, t.clone(), world.sender()));
+        tokio::spawn(think(wanted_lines, t.clone(), world.sender()));
     }
     let (ws_stop, ws_stopped) = tokio::sync::watch::channel(false);
     let hub_stop = {
@@ -437,6 +494,27 @@ pub async fn run(
         .map(|p| tokio::spawn(throttle(p.writer.clone(), world.sender())));
 
     // run until asked to stop, or until the world is lost to another process
+    let stop_after = options.stop_after;
+    let clock = game_now.clone();
+    let shutdown = async move {
+        let Some(span) = stop_after else {
+            return shutdown.await;
+        };
+        let by_itself = async {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            while clock.load(std::sync::atomic::Ordering::Relaxed) < started_at + span {
+                every.tick().await;
+            }
+            info!(
+                game_seconds = span,
+                "the requested game time has passed; stopping"
+            );
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = by_itself => {}
+        }
+    };
     let mut persisting = persisting;
     let mut lost = None;
     match persisting.as_mut() {
@@ -472,6 +550,19 @@ pub async fn run(
     reporter.abort();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
     let mut final_tick = None;
+    if let (Some(path), Some(llm), Some(sim)) = (&options.llm_report, &llm, &sim) {
+        let spent = sim.clock().seconds.saturating_sub(started_at);
+        let lines = dialogue.lock().map(|d| d.clone()).unwrap_or_default();
+        let report = llm_report(llm, sim, spent, &lines);
+        info!(
+            calls_per_agent_hour = report["calls_per_agent_game_hour"].as_f64().unwrap_or(0.0),
+            "language model report written to {}",
+            path.display()
+        );
+        if let Err(e) = std::fs::write(path, format!("{report:#}\n")) {
+            warn!(error = %e, path = %path.display(), "cannot write the language model report");
+        }
+    }
     if let Some(mut sim) = sim {
         info!(tick = sim.clock().tick, game_time = %sim.clock().label(), "world stopped");
         if let Some(p) = persisting.as_ref()
@@ -557,19 +648,163 @@ pub async fn run(
     Ok(())
 }
 
-/// Asks each line the world wants of the speaker's model, on a task of its
-/// own, and hands the answer (or the failure) back to the world.
-async fn speak(
-    mut wanted: tokio::sync::mpsc::UnboundedReceiver<(u64, crate::world::events::LineWanted)>,
+/// Lines of dialogue kept for the language model report.
+const REPORT_LINES: usize = 60;
+
+/// What the agents' models did over `spent` game seconds.
+fn llm_report(
+    llm: &crate::mind::llm::Llm,
+    sim: &Sim,
+    spent: u64,
+    lines: &[(u32, String)],
+) -> serde_json::Value {
+    let stats = llm.stats();
+    let agents = (0..sim.agent_count())
+        .filter(|&i| llm.thinks(Some(i as u32)))
+        .count();
+    let hours = spent as f64 / 3600.0;
+    let per = |n: u64| {
+        if agents == 0 || hours <= 0.0 {
+            0.0
+        } else {
+            (n as f64 / agents as f64 / hours * 100.0).round() / 100.0
+        }
+    };
+    let by_kind: serde_json::Map<String, serde_json::Value> = stats
+        .asked
+        .iter()
+        .map(|(k, asked)| {
+            let (asked, n) = (*asked, stats.requests.get(k).copied().unwrap_or(0));
+            (
+                (*k).to_owned(),
+                serde_json::json!({
+                    "requests": n,
+                    "per_agent_game_hour": per(n),
+                    "decisions": asked,
+                    "decisions_per_agent_game_hour": per(asked),
+                }),
+            )
+        })
+        .collect();
+    let (asked, answered, fell_back) = sim.model_lines();
+    let (day_plans, steps_asked, steps_applied, reactions) = sim.model_plans();
+    let defs = sim.defs();
+    serde_json::json!({
+        "agents_with_a_model": agents,
+        "game_hours": (hours * 100.0).round() / 100.0,
+        "requests": stats.total_requests(),
+        "calls_per_agent_game_hour": per(stats.total_requests()),
+        "decisions": stats.total_asked(),
+        "decisions_per_agent_game_hour": per(stats.total_asked()),
+        "by_kind": by_kind,
+        "answers": stats.answers,
+        "cached": stats.cached,
+        "fallbacks": stats.failures,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "lines": {"asked": asked, "from_model": answered, "by_rule_after_failure_or_timeout": fell_back},
+        "plans": {"day_plans": day_plans, "steps_asked": steps_asked, "steps_applied": steps_applied, "reactions": reactions},
+        "dialogue": lines.iter().map(|(s, t)| serde_json::json!({
+            "speaker": defs.get(*s as usize).map_or("?", |d| d.file.name.as_str()),
+            "text": t,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// What the world wants of agents' models, or what they need to know.
+#[derive(Debug)]
+enum Want {
+    Line(crate::world::events::LineWanted),
+    Plan(crate::world::events::PlanWanted),
+    /// `agent` noticed `other` doing `activity`.
+    Seen {
+        agent: u32,
+        other: u32,
+        activity: String,
+    },
+    /// `agent` is now doing `activity`.
+    Doing {
+        agent: u32,
+        activity: String,
+    },
+}
+
+/// Game seconds between two reactions of one agent.
+const REACT_COOLDOWN: u64 = 3_600;
+
+/// Asks agents' models what the world wants (each on a task of its own)
+/// and hands the answers (or failures) back to the world. Reactions are
+/// asked at most once per agent per game hour, about something the agent
+/// has not asked about that day, never about someone idle or asleep.
+async fn think(
+    mut wanted: tokio::sync::mpsc::UnboundedReceiver<(u64, Want)>,
     thinker: crate::mind::cognition::Thinker,
     world: std::sync::mpsc::Sender<Command>,
 ) {
-    while let Some((now, line)) = wanted.recv().await {
-        let (thinker, world) = (thinker.clone(), world.clone());
-        tokio::spawn(async move {
-            let answer = thinker.line(&line, now).await;
-            let _ = world.send(answer);
-        });
+    let mut doing: std::collections::HashMap<u32, String> = Default::default();
+    let mut last_react: std::collections::HashMap<u32, u64> = Default::default();
+    let mut asked: std::collections::HashSet<(u32, u32, String, u64)> = Default::default();
+    let defs = thinker.defs().clone();
+    while let Some((now, want)) = wanted.recv().await {
+        let (t, w) = (thinker.clone(), world.clone());
+        match want {
+            Want::Line(line) => {
+                tokio::spawn(async move {
+                    let answer = t.line(&line, now).await;
+                    let _ = w.send(answer);
+                });
+            }
+            Want::Plan(plan) => {
+                tokio::spawn(async move {
+                    if let Some(answer) = t.plan(&plan, now).await {
+                        let _ = w.send(answer);
+                    }
+                });
+            }
+            Want::Doing { agent, activity } => {
+                doing.insert(agent, activity);
+            }
+            Want::Seen {
+                agent,
+                other,
+                activity,
+            } => {
+                if !thinker.llm().thinks(Some(agent))
+                    || crate::world::schedule::is_sleep(&activity)
+                    || ["idle", "free time"].contains(&activity.as_str())
+                    || last_react
+                        .get(&agent)
+                        .is_some_and(|&at| now < at + REACT_COOLDOWN)
+                {
+                    continue;
+                }
+                let day = now / 86_400;
+                if !asked.insert((agent, other, activity.clone(), day)) {
+                    continue;
+                }
+                if asked.len() > 100_000 {
+                    asked.retain(|k| k.3 == day);
+                }
+                last_react.insert(agent, now);
+                let own = doing
+                    .get(&agent)
+                    .cloned()
+                    .unwrap_or_else(|| "my day".to_owned());
+                let name = defs
+                    .get(other as usize)
+                    .map_or_else(|| "someone".to_owned(), |d| d.file.name.clone());
+                tokio::spawn(async move {
+                    let seen = format!("{name} is busy with: {activity}.");
+                    if let Some((action, minutes)) = t.react(agent, &own, &seen, now).await {
+                        let _ = w.send(Command::React {
+                            agent,
+                            action,
+                            minutes,
+                        });
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Decisions asked of an agent's language model, each with the rule-based
-//! mind behind it: the next line of an agent's conversation and an agent's
-//! answer to a player's character. Builds each prompt's context from the
+//! mind behind it: the next line of an agent's conversation, an agent's
+//! answer to a player's character, the day's plan, the steps of an
+//! activity, and whether to react to something perceived. Builds each prompt's context from the
 //! agent's file, the conversation and the memories retrieved for it, asks
 //! the model (which never takes longer than its timeout), and turns the
 //! answer into the decision; on any failure it says so (`None`) and the
@@ -16,9 +17,10 @@ use tracing::debug;
 use crate::content::AgentDef;
 use crate::mind::llm::{Kind, Llm, Request, priority};
 use crate::mind::memory::GameSeconds;
+use crate::mind::memory::MemoryKind;
 use crate::mind::prompt::{affection_word, game_time_label, identity};
 use crate::mind::service::WeakMemoryService;
-use crate::world::events::{Command, LineWanted};
+use crate::world::events::{Command, LineWanted, PlanWanted};
 
 /// Memories recalled for a line.
 const LINE_MEMORIES: usize = 5;
@@ -74,6 +76,8 @@ fn clean_line(text: &str, speaker: &AgentDef) -> Option<String> {
 pub struct Thinker {
     llm: Arc<Llm>,
     defs: Arc<Vec<AgentDef>>,
+    /// The map's location names, by id.
+    places: Arc<Vec<String>>,
     /// Weak: a line being made must not keep the memory service from
     /// finishing its writes at shutdown.
     memories: Option<WeakMemoryService>,
@@ -83,13 +87,19 @@ impl Thinker {
     pub fn new(
         llm: Arc<Llm>,
         defs: Arc<Vec<AgentDef>>,
+        places: Vec<String>,
         memories: Option<WeakMemoryService>,
     ) -> Self {
         Self {
             llm,
             defs,
+            places: Arc::new(places),
             memories,
         }
+    }
+
+    pub fn defs(&self) -> &Arc<Vec<AgentDef>> {
+        &self.defs
     }
 
     pub fn llm(&self) -> &Arc<Llm> {
@@ -234,6 +244,213 @@ impl Thinker {
             .ok()?;
         let text = clean_line(v["line"].as_str()?, def)?;
         Some((text, v["end"].as_bool().unwrap_or(false)))
+    }
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// "HH:MM" of a game minute.
+fn clock_label(minute: u64) -> String {
+    let m = minute % 1440;
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+impl Thinker {
+    /// Answers a plan the world wants: the day's plan (the schedule's own
+    /// items when the model fails, so the day is planned either way) or an
+    /// activity's steps (none when the model fails: the agent simply goes
+    /// on with its activity).
+    pub async fn plan(&self, wanted: &PlanWanted, now: GameSeconds) -> Option<Command> {
+        match wanted {
+            PlanWanted::Day { agent, day } => Some(self.day_plan(*agent, *day, now).await),
+            PlanWanted::Steps {
+                agent,
+                plan,
+                activity,
+                location,
+                objects,
+                from,
+                to,
+                day_plan,
+            } => {
+                let def = self.defs.get(*agent as usize)?;
+                let context = json!({
+                    "agent": agent_context(def),
+                    "activity": activity,
+                    "location": location,
+                    "objects": objects,
+                    "start": clock_label(*from),
+                    "end": clock_label(*to),
+                    "minutes": to.saturating_sub(*from),
+                    "day_plan": day_plan,
+                });
+                let steps: Vec<(u32, String)> = match self
+                    .llm
+                    .ask(Request {
+                        kind: Kind::Decompose,
+                        agent: Some(*agent),
+                        priority: priority::PLAN,
+                        now,
+                        context,
+                    })
+                    .await
+                {
+                    Ok(v) => v["steps"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| {
+                            let minutes = u32::try_from(s["minutes"].as_u64()?).ok()?;
+                            let action = s["action"].as_str()?.trim();
+                            (!action.is_empty())
+                                .then(|| (minutes.clamp(1, 60), action.chars().take(200).collect()))
+                        })
+                        .take(48)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                Some(Command::Steps {
+                    agent: *agent,
+                    plan: *plan,
+                    from: *from,
+                    steps,
+                })
+            }
+        }
+    }
+
+    async fn day_plan(&self, agent: u32, day: u64, now: GameSeconds) -> Command {
+        let Some(def) = self.defs.get(agent as usize) else {
+            return Command::DayPlan {
+                agent,
+                day,
+                wake: String::new(),
+                items: Vec::new(),
+            };
+        };
+        let weekday = (day % 7) as usize;
+        let today: Vec<&crate::content::ScheduleBlock> = def
+            .schedule
+            .iter()
+            .filter(|b| b.days & (1 << weekday) != 0)
+            .collect();
+        let schedule: Vec<Value> = today
+            .iter()
+            .map(|b| {
+                json!({
+                    "start": clock_label(u64::from(b.start)),
+                    "end": clock_label(u64::from(b.end)),
+                    "activity": b.activity,
+                    "location": self.places.get(b.location as usize).map_or("", String::as_str),
+                })
+            })
+            .collect();
+        let yesterday = match self.memories.as_ref().and_then(WeakMemoryService::upgrade) {
+            Some(m) => tokio::time::timeout(
+                self.llm.timeout() / 4,
+                m.latest(&def.file.id, MemoryKind::Metacognition),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(|m| m.content),
+            None => None,
+        };
+        let context = json!({
+            "agent": agent_context(def),
+            "weekday": WEEKDAYS[weekday],
+            "day": day + 1,
+            "yesterday": yesterday,
+            "schedule": schedule,
+        });
+        let answer = self
+            .llm
+            .ask(Request {
+                kind: Kind::DayPlan,
+                agent: Some(agent),
+                priority: priority::PLAN,
+                now,
+                context,
+            })
+            .await;
+        let from_model = answer.ok().and_then(|v| {
+            let wake = v["wake_up"].as_str()?.trim().to_owned();
+            let items: Vec<String> = v["plan"]
+                .as_array()?
+                .iter()
+                .filter_map(|i| i.as_str().map(str::trim))
+                .filter(|i| !i.is_empty())
+                .take(8)
+                .map(|i| i.chars().take(200).collect())
+                .collect();
+            (!items.is_empty()).then_some((wake, items))
+        });
+        let (wake, items) = from_model.unwrap_or_else(|| {
+            // the rule-based day: the schedule itself
+            let wake = today
+                .iter()
+                .find(|b| !crate::world::schedule::is_sleep(&b.activity))
+                .map_or_else(|| "07:00".to_owned(), |b| clock_label(u64::from(b.start)));
+            let items = today
+                .iter()
+                .filter(|b| !crate::world::schedule::is_sleep(&b.activity))
+                .map(|b| format!("{}: {}", clock_label(u64::from(b.start)), b.activity))
+                .collect();
+            (wake, items)
+        });
+        Command::DayPlan {
+            agent,
+            day,
+            wake,
+            items,
+        }
+    }
+
+    /// Whether `agent`, busy with `activity`, changes course on noticing
+    /// `observation`: `Some((action, minutes))` when it does.
+    pub async fn react(
+        &self,
+        agent: u32,
+        activity: &str,
+        observation: &str,
+        now: GameSeconds,
+    ) -> Option<(String, u32)> {
+        let def = self.defs.get(agent as usize)?;
+        let context = json!({
+            "agent": agent_context(def),
+            "time": game_time_label(now),
+            "activity": activity,
+            "observation": observation,
+        });
+        let v = self
+            .llm
+            .ask(Request {
+                kind: Kind::React,
+                agent: Some(agent),
+                priority: priority::REACT,
+                now,
+                context,
+            })
+            .await
+            .ok()?;
+        if !v["react"].as_bool().unwrap_or(false) {
+            return None;
+        }
+        let action: String = v["action"].as_str()?.trim().chars().take(200).collect();
+        if action.is_empty() {
+            return None;
+        }
+        let minutes = v["minutes"].as_u64().map_or(10, |m| m.clamp(5, 60)) as u32;
+        Some((action, minutes))
     }
 }
 

@@ -114,6 +114,12 @@ enum Input {
         reply: oneshot::Sender<Result<Vec<(Scored, Memory)>, ServiceError>>,
     },
     Stats(oneshot::Sender<ServiceStats>),
+    /// The agent's newest memory of a kind.
+    Latest {
+        agent: String,
+        kind: MemoryKind,
+        reply: oneshot::Sender<Option<Memory>>,
+    },
     /// Report every reflection made from now on to this channel.
     Watch(mpsc::UnboundedSender<Insight>),
     /// The wait after a failed embedding request is over.
@@ -178,6 +184,7 @@ impl std::fmt::Debug for Input {
             Input::Retrieve { agent, .. } => write!(f, "Retrieve({agent})"),
             Input::Ranked { agent, .. } => write!(f, "Ranked({agent})"),
             Input::Stats(_) => f.write_str("Stats"),
+            Input::Latest { agent, .. } => write!(f, "Latest({agent})"),
             Input::Watch(_) => f.write_str("Watch"),
             Input::Wake => f.write_str("Wake"),
         }
@@ -353,6 +360,23 @@ impl MemoryService {
         rx
     }
 
+    /// Agent `slug`'s newest memory of `kind` in its window, if any.
+    pub async fn latest(
+        &self,
+        slug: &str,
+        kind: MemoryKind,
+    ) -> Result<Option<Memory>, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Latest {
+                agent: slug.to_owned(),
+                kind,
+                reply,
+            })
+            .map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)
+    }
+
     pub async fn stats(&self) -> Result<ServiceStats, ServiceError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -499,6 +523,16 @@ impl Task {
                 let _ = reply.send(Ok(self.stream.retrieve(agent, query.as_deref(), now, k)));
             }
             Input::Wake => self.in_flight = false,
+            Input::Latest { agent, kind, reply } => {
+                let found = self.stream.agent(&agent).and_then(|a| {
+                    self.stream
+                        .memories(a)
+                        .filter(|m| m.kind == kind)
+                        .max_by_key(|m| m.id)
+                        .cloned()
+                });
+                let _ = reply.send(found);
+            }
             Input::Watch(tx) => self.watchers.push(tx),
             Input::Stats(reply) => {
                 let mut stats = self.stats;

@@ -526,6 +526,32 @@ impl MemoryStream {
                 self.stats.plans += 1;
                 out.push(self.remember(*agent, memory));
             }
+            WorldEvent::DayPlanned {
+                agent, wake, items, ..
+            } => {
+                if (*agent as usize) >= self.agents.len() || items.is_empty() {
+                    return;
+                }
+                let content: String = format!(
+                    "My plan for today: wake up at {wake}; {}.",
+                    items.join("; ").trim_end_matches('.')
+                )
+                .chars()
+                .take(1500)
+                .collect();
+                let importance = mind.importance(&ImportanceInput {
+                    kind: MemoryKind::Plan,
+                    bond: None,
+                    novelty: 1.0,
+                    intensity: 0.0,
+                });
+                let memory = Memory {
+                    tags: vec!["day plan".to_owned()],
+                    ..Memory::new(0, MemoryKind::Plan, content, importance, now)
+                };
+                self.stats.plans += 1;
+                out.push(self.remember(*agent, memory));
+            }
             WorldEvent::ConversationStarted {
                 conversation,
                 participants,
@@ -615,7 +641,8 @@ impl MemoryStream {
             | WorldEvent::PlayerTalkEnded { .. }
             | WorldEvent::CharacterTieChanged { .. }
             | WorldEvent::Interacted { .. }
-            | WorldEvent::LineWanted(_) => {}
+            | WorldEvent::LineWanted(_)
+            | WorldEvent::PlanWanted(_) => {}
         }
     }
 

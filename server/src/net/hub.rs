@@ -670,7 +670,9 @@ impl HubCore {
             | WorldEvent::Woke { .. }
             | WorldEvent::FellAsleep { .. }
             | WorldEvent::Interacted { .. }
-            | WorldEvent::LineWanted(_) => return None,
+            | WorldEvent::LineWanted(_)
+            | WorldEvent::PlanWanted(_)
+            | WorldEvent::DayPlanned { .. } => return None,
         })
     }
 

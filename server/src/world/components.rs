@@ -123,6 +123,9 @@ pub enum Step {
     GoTo { location: LocationId, tile: Tile },
     /// Do the activity there until the game minute `until`.
     Perform { until: u64 },
+    /// One step of the activity, as the agent's model broke it down (or a
+    /// reaction to something perceived), until the game minute `until`.
+    Do { until: u64, action: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

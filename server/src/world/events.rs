@@ -54,6 +54,17 @@ pub enum WorldEvent {
     /// [`super::conversation::ModelLines`]); the answer comes back as
     /// [`Command::Line`].
     LineWanted(Box<LineWanted>),
+    /// A plan decision is asked of an agent's model (see
+    /// [`super::plan::ModelPlans`]); the answer comes back as
+    /// [`Command::DayPlan`] or [`Command::Steps`].
+    PlanWanted(Box<PlanWanted>),
+    /// An agent's model planned its day.
+    DayPlanned {
+        agent: u32,
+        day: u64,
+        wake: String,
+        items: Vec<String>,
+    },
     RelationshipChanged {
         agent: u32,
         other: u32,
@@ -130,6 +141,27 @@ impl Outbox {
     }
 }
 
+/// A plan decision asked of an agent's model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "ask", rename_all = "snake_case")]
+pub enum PlanWanted {
+    /// The day's broad plan, when the agent is first up on a game day.
+    Day { agent: u32, day: u64 },
+    /// Steps of plan `plan` (activity `activity` at `location`) from game
+    /// minute `from` to `to`.
+    Steps {
+        agent: u32,
+        plan: u64,
+        activity: String,
+        location: String,
+        objects: Vec<String>,
+        from: u64,
+        to: u64,
+        /// The day's plan so far, for context.
+        day_plan: Vec<String>,
+    },
+}
+
 /// What a model needs to say a conversation's next line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LineWanted {
@@ -179,6 +211,29 @@ pub enum Command {
         /// The model thinks the conversation has run its course.
         end: bool,
     },
+    /// An agent's day plan from its model (or the rule-based one).
+    DayPlan {
+        agent: u32,
+        day: u64,
+        wake: String,
+        items: Vec<String>,
+    },
+    /// Steps of an agent's plan from its model: (minutes, action) each,
+    /// from game minute `from`; empty when the model failed (the agent
+    /// simply goes on with its activity).
+    Steps {
+        agent: u32,
+        plan: u64,
+        from: u64,
+        steps: Vec<(u32, String)>,
+    },
+    /// An agent's model reacts to something it perceived: it does `action`
+    /// for `minutes`, then goes on with its plan.
+    React {
+        agent: u32,
+        action: String,
+        minutes: u32,
+    },
     /// What agent `agent` is doing, planning and feeling about whom, sent
     /// back on `reply` during the next tick.
     Inspect {
@@ -209,6 +264,7 @@ pub fn apply_inbox(
     mut clock: ResMut<super::GameClock>,
     mut players: ResMut<super::players::PlayerInbox>,
     mut lines: ResMut<super::conversation::ModelLines>,
+    mut plans: ResMut<super::plan::ModelPlans>,
 ) {
     for command in inbox.commands.drain(..) {
         match command {
@@ -223,6 +279,9 @@ pub fn apply_inbox(
                 text,
                 end,
             } => lines.answer(conversation, turn, speaker, text, end),
+            c @ (Command::DayPlan { .. } | Command::Steps { .. } | Command::React { .. }) => {
+                plans.inbox.push(c);
+            }
             other => players.commands.push(other),
         }
     }

@@ -333,6 +333,7 @@ impl Sim {
         world.insert_resource(AgentIndex(entities));
         world.insert_resource(Stats::default());
         world.insert_resource(conversation::ModelLines::default());
+        world.insert_resource(plan::ModelPlans::default());
         world.insert_resource(Outbox::default());
         world.insert_resource(Inbox::default());
         world.insert_resource(events::Paused::default());
@@ -376,7 +377,11 @@ impl Sim {
             schedule::update_activities
                 .in_set(SimSet::Schedule)
                 .run_if(events::running),
-            (plan::make_plans, plan::follow_plans)
+            (
+                plan::make_plans,
+                plan::apply_model_plans,
+                plan::follow_plans,
+            )
                 .chain()
                 .in_set(SimSet::Plan)
                 .run_if(events::running),
@@ -657,6 +662,20 @@ impl Sim {
         lines.wait_ticks = wait_ticks.max(1);
     }
 
+    /// Has the agents marked in `thinking` (by index) ask their models for
+    /// their day's plan and the steps of their activities (see
+    /// [`plan::ModelPlans`]).
+    pub fn plan_through_models(&mut self, thinking: Vec<bool>) {
+        self.world.resource_mut::<plan::ModelPlans>().thinking = thinking;
+    }
+
+    /// Counts of model planning: (day plans asked, steps asked, steps
+    /// applied, reactions applied).
+    pub fn model_plans(&self) -> (u64, u64, u64, u64) {
+        let p = self.world.resource::<plan::ModelPlans>();
+        (p.day_plans, p.steps_asked, p.steps_applied, p.reactions)
+    }
+
     /// Lines asked of models, answered by them, and said by the rule-based
     /// mind instead.
     pub fn model_lines(&self) -> (u64, u64, u64) {
@@ -753,6 +772,10 @@ impl Sim {
                             h.update(tile.y.to_le_bytes());
                         }
                         Step::Perform { until } => h.update(until.to_le_bytes()),
+                        Step::Do { until, action } => {
+                            h.update(until.to_le_bytes());
+                            h.update(action.as_bytes());
+                        }
                     }
                 }
             }

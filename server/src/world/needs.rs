@@ -32,7 +32,7 @@ pub fn update_needs(
         if u64::from(idx.0) % ticks_per_minute != slot {
             continue;
         }
-        let performing = matches!(plan.step(), Some(Step::Perform { .. }));
+        let performing = matches!(plan.step(), Some(Step::Perform { .. } | Step::Do { .. }));
         let asleep = performing && talk.conversation.is_none() && activity.sleep;
         let n = &mut *needs;
         if asleep != n.sleeping {

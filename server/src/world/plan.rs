@@ -1,8 +1,11 @@
 //! Plans: when an agent's activity changes, the mind makes a plan for it;
 //! every tick each agent follows its plan's current step (walk to a spot,
 //! then perform the activity until it ends). An agent in a conversation
-//! pauses its plan and resumes it afterwards. Touches `Plan`, `Movement`,
-//! the path queue and the outbox.
+//! pauses its plan and resumes it afterwards. Agents with a language model
+//! also ask it for their day's plan and for the steps of each activity, a
+//! couple of hours at a time ([`ModelPlans`]), and may react to what they
+//! perceive; they keep doing the activity while they wait. Touches `Plan`,
+//! `Movement`, the path queue, the model plans and the outbox.
 
 use bevy_ecs::prelude::*;
 
@@ -10,12 +13,100 @@ use super::clock::GameClock;
 use super::components::{
     Activity, AgentIdx, Movement, Needs, Plan, PlanStatus, Position, Step, Talk,
 };
-use super::events::{Outbox, WorldEvent};
+use super::events::{Command, Outbox, PlanWanted, WorldEvent};
 use super::mind::{AgentView, PlanRequest};
 use super::path::PathQueue;
 use super::rng::{Purpose, WorldRng};
 use super::schedule::activity_label;
-use super::{Defs, MapRes, MindRes, SimConfig, Stats};
+use super::{AgentIndex, Defs, MapRes, MindRes, SimConfig, Stats};
+
+/// Activities shorter than this (minutes) are not broken into steps.
+const MIN_STEPS_SPAN: u64 = 15;
+
+/// Plans made with agents' models: which agents have one, the day plans
+/// asked for and made, the steps asked for, the answers not yet applied,
+/// and where a broken-down activity needs its next steps. Not saved with
+/// checkpoints (a restarted agent asks again).
+#[derive(Debug, Resource)]
+pub struct ModelPlans {
+    /// By agent index: whether it plans with a model.
+    pub thinking: Vec<bool>,
+    /// Minutes of an activity broken into steps per request.
+    pub horizon: u64,
+    /// By agent: the game day whose plan was asked for, and its items
+    /// (empty until answered).
+    pub days: std::collections::HashMap<u32, (u64, Vec<String>)>,
+    /// Answers not yet applied ([`Command::DayPlan`], [`Command::Steps`],
+    /// [`Command::React`]).
+    pub inbox: Vec<Command>,
+    /// By agent: (plan id, game minute) at which its activity needs its
+    /// next steps.
+    next: std::collections::HashMap<u32, (u64, u64)>,
+    pub day_plans: u64,
+    pub steps_asked: u64,
+    pub steps_applied: u64,
+    pub reactions: u64,
+}
+
+impl Default for ModelPlans {
+    fn default() -> Self {
+        Self {
+            thinking: Vec::new(),
+            horizon: 120,
+            days: Default::default(),
+            inbox: Vec::new(),
+            next: Default::default(),
+            day_plans: 0,
+            steps_asked: 0,
+            steps_applied: 0,
+            reactions: 0,
+        }
+    }
+}
+
+impl ModelPlans {
+    fn thinks(&self, agent: u32) -> bool {
+        self.thinking.get(agent as usize).copied().unwrap_or(false)
+    }
+
+    /// Asks for the steps of `plan` from `from` (at most the horizon).
+    #[expect(clippy::too_many_arguments, reason = "what one request carries")]
+    fn ask_steps(
+        &mut self,
+        outbox: &mut Outbox,
+        tick: u64,
+        agent: u32,
+        plan: &Plan,
+        label: &str,
+        location: &crate::content::map::Location,
+        from: u64,
+        until: u64,
+    ) {
+        let to = until.min(from + self.horizon);
+        if to < from + MIN_STEPS_SPAN {
+            return;
+        }
+        self.steps_asked += 1;
+        let day_plan = self
+            .days
+            .get(&agent)
+            .map(|d| d.1.clone())
+            .unwrap_or_default();
+        outbox.push(
+            tick,
+            WorldEvent::PlanWanted(Box::new(PlanWanted::Steps {
+                agent,
+                plan: plan.id,
+                activity: label.to_owned(),
+                location: location.name.clone(),
+                objects: location.objects.iter().map(|o| o.name.clone()).collect(),
+                from,
+                to,
+                day_plan,
+            })),
+        );
+    }
+}
 
 /// Makes a new plan for every agent whose activity changed.
 #[expect(
@@ -31,8 +122,10 @@ pub fn make_plans(
     config: Res<SimConfig>,
     mut stats: ResMut<Stats>,
     mut outbox: ResMut<Outbox>,
+    mut models: ResMut<ModelPlans>,
     mut agents: Query<(&AgentIdx, &Activity, &Needs, &mut Plan), Changed<Activity>>,
 ) {
+    let now = clock.minutes();
     for (idx, activity, needs, mut plan) in &mut agents {
         let def = &defs.agents[idx.0 as usize];
         let label = activity_label(def, activity);
@@ -55,6 +148,32 @@ pub fn make_plans(
         let mut stream = rng.stream(idx.0, clock.tick, Purpose::Spot);
         *plan = mind.0.plan(&view, &request, &map.0, &mut stream);
         stats.plans_made += 1;
+        if models.thinks(idx.0) {
+            models.next.remove(&idx.0);
+            let day = now / u64::from(crate::content::DAY_MINUTES);
+            if !activity.sleep && models.days.get(&idx.0).map(|d| d.0) != Some(day) {
+                models.days.insert(idx.0, (day, Vec::new()));
+                models.day_plans += 1;
+                outbox.push(
+                    clock.tick,
+                    WorldEvent::PlanWanted(Box::new(PlanWanted::Day { agent: idx.0, day })),
+                );
+            }
+            // sleep and free time are routine: never broken down
+            if !activity.sleep && activity.block.is_some() {
+                let location = map.0.location(activity.location);
+                models.ask_steps(
+                    &mut outbox,
+                    clock.tick,
+                    idx.0,
+                    &plan,
+                    label,
+                    location,
+                    now,
+                    activity.until,
+                );
+            }
+        }
         if config.emit_activity_events {
             outbox.push(
                 clock.tick,
@@ -94,12 +213,166 @@ pub fn follow_plans(
                     plan.current += 1;
                 }
             }
-            Some(Step::Perform { until }) => {
+            Some(Step::Perform { until } | Step::Do { until, .. }) => {
                 if now >= until {
                     plan.current += 1;
                 }
             }
             None => plan.status = PlanStatus::Done,
+        }
+    }
+}
+
+/// Applies what agents' models answered: day plans (kept as context and
+/// announced), steps (replacing the activity's undivided `Perform` from the
+/// answer's start, a couple of hours at a time, the rest asked for when
+/// reached) and reactions (a step inserted now). Answers for a plan that
+/// is no longer current are dropped.
+pub fn apply_model_plans(
+    clock: Res<GameClock>,
+    defs: Res<Defs>,
+    map: Res<MapRes>,
+    index: Res<AgentIndex>,
+    mut models: ResMut<ModelPlans>,
+    mut outbox: ResMut<Outbox>,
+    mut agents: Query<(&Activity, &mut Plan, &Talk)>,
+) {
+    if models.thinking.is_empty() {
+        return;
+    }
+    let now = clock.minutes();
+    for answer in std::mem::take(&mut models.inbox) {
+        match answer {
+            Command::DayPlan {
+                agent,
+                day,
+                wake,
+                items,
+            } => {
+                if let Some(d) = models.days.get_mut(&agent)
+                    && d.0 == day
+                    && d.1.is_empty()
+                {
+                    d.1.clone_from(&items);
+                    outbox.push(
+                        clock.tick,
+                        WorldEvent::DayPlanned {
+                            agent,
+                            day,
+                            wake,
+                            items,
+                        },
+                    );
+                }
+            }
+            Command::Steps {
+                agent,
+                plan: plan_id,
+                from,
+                steps,
+            } => {
+                let Some(&entity) = index.0.get(agent as usize) else {
+                    continue;
+                };
+                let Ok((_, mut plan, _)) = agents.get_mut(entity) else {
+                    continue;
+                };
+                if plan.id != plan_id || plan.status != PlanStatus::Active || steps.is_empty() {
+                    continue;
+                }
+                // the undivided rest of the activity, at or after the current step
+                let Some(p) = (plan.current..plan.steps.len())
+                    .find(|&i| matches!(plan.steps[i], Step::Perform { .. }))
+                else {
+                    continue;
+                };
+                let Step::Perform { until } = plan.steps[p] else {
+                    continue;
+                };
+                let mut t = from.max(now);
+                let mut made = Vec::new();
+                for (minutes, action) in steps {
+                    if t >= until {
+                        break;
+                    }
+                    t = (t + u64::from(minutes.clamp(1, 60))).min(until);
+                    made.push(Step::Do { until: t, action });
+                }
+                if made.is_empty() {
+                    continue;
+                }
+                if t < until {
+                    // the rest, broken down when it is reached
+                    made.push(Step::Perform { until });
+                    models.next.insert(agent, (plan_id, t));
+                }
+                plan.steps.splice(p..=p, made);
+                models.steps_applied += 1;
+            }
+            Command::React {
+                agent,
+                action,
+                minutes,
+            } => {
+                let Some(&entity) = index.0.get(agent as usize) else {
+                    continue;
+                };
+                let Ok((_, mut plan, talk)) = agents.get_mut(entity) else {
+                    continue;
+                };
+                let performing =
+                    matches!(plan.step(), Some(Step::Perform { .. } | Step::Do { .. }));
+                if plan.status != PlanStatus::Active || !performing || talk.conversation.is_some() {
+                    continue;
+                }
+                let until =
+                    (now + u64::from(minutes.clamp(1, 120))).min(plan.deadline.max(now + 1));
+                let at = plan.current;
+                plan.steps.insert(at, Step::Do { until, action });
+                models.reactions += 1;
+            }
+            _ => {}
+        }
+    }
+    // activities whose broken-down steps have run out ask for more
+    let due: Vec<(u32, u64)> = models
+        .next
+        .iter()
+        .filter(|(_, (_, at))| *at <= now)
+        .map(|(&a, &(plan, _))| (a, plan))
+        .collect();
+    for (agent, plan_id) in due {
+        models.next.remove(&agent);
+        let Some(&entity) = index.0.get(agent as usize) else {
+            continue;
+        };
+        let Ok((activity, plan, _)) = agents.get(entity) else {
+            continue;
+        };
+        if plan.id != plan_id || plan.status != PlanStatus::Active {
+            continue;
+        }
+        // the undivided rest of the activity
+        let rest = plan.steps[plan.current.min(plan.steps.len())..]
+            .iter()
+            .find_map(|s| match s {
+                Step::Perform { until } => Some(*until),
+                _ => None,
+            });
+        if let Some(until) = rest {
+            let def = &defs.agents[agent as usize];
+            let label = activity_label(def, activity);
+            let location = map.0.location(activity.location);
+            models.ask_steps(
+                &mut outbox,
+                clock.tick,
+                agent,
+                plan,
+                label,
+                location,
+                now,
+                until,
+            );
         }
     }
 }
@@ -170,6 +443,8 @@ mod tests {
         world.insert_resource(Stats::default());
         world.insert_resource(Outbox::default());
         world.insert_resource(PathQueue::default());
+        world.insert_resource(ModelPlans::default());
+        world.insert_resource(AgentIndex(Vec::new()));
         (world, map)
     }
 
@@ -217,8 +492,138 @@ mod tests {
 
     fn plans() -> Schedule {
         let mut schedule = Schedule::default();
-        schedule.add_systems((make_plans, follow_plans).chain());
+        schedule.add_systems((make_plans, apply_model_plans, follow_plans).chain());
         schedule
+    }
+
+    #[test]
+    fn a_model_plans_the_day_and_breaks_the_activity_into_steps_lazily() {
+        let (mut world, map) = setup(1);
+        world.resource_mut::<ModelPlans>().thinking = vec![true];
+        world.resource_mut::<ModelPlans>().horizon = 60;
+        let start = map.location(BAKERY).walkable[0];
+        let bake = activity(&world, Some(0), BAKERY);
+        let until = bake.until;
+        let ada = spawn(&mut world, 0, start, bake);
+        world.resource_mut::<AgentIndex>().0 = vec![ada];
+        let mut schedule = plans();
+        schedule.run(&mut world);
+        let wanted: Vec<PlanWanted> = events(&mut world)
+            .into_iter()
+            .filter_map(|e| match e {
+                WorldEvent::PlanWanted(w) => Some(*w),
+                _ => None,
+            })
+            .collect();
+        let t0 = now(&world);
+        assert_eq!(wanted.len(), 2, "{wanted:?}");
+        assert_eq!(wanted[0], PlanWanted::Day { agent: 0, day: 0 });
+        let PlanWanted::Steps {
+            plan: plan_id,
+            from,
+            to,
+            ref activity,
+            ..
+        } = wanted[1]
+        else {
+            panic!("steps wanted: {wanted:?}");
+        };
+        assert_eq!(
+            (plan_id, from, to, activity.as_str()),
+            (1, t0, t0 + 60, "bake")
+        );
+        // the day plan is announced; the steps replace the undivided rest
+        let mut models = world.resource_mut::<ModelPlans>();
+        models.inbox.push(Command::DayPlan {
+            agent: 0,
+            day: 0,
+            wake: "06:30".into(),
+            items: vec!["07:00: bake bread".into()],
+        });
+        models.inbox.push(Command::Steps {
+            agent: 0,
+            plan: 1,
+            from,
+            steps: vec![
+                (15, "light the oven".into()),
+                (30, "knead the dough".into()),
+                (15, "shape loaves".into()),
+            ],
+        });
+        // a stale answer for another plan is ignored
+        models.inbox.push(Command::Steps {
+            agent: 0,
+            plan: 9,
+            from,
+            steps: vec![(15, "nothing".into())],
+        });
+        tick(&mut world, &mut schedule);
+        assert!(
+            events(&mut world)
+                .iter()
+                .any(|e| matches!(e, WorldEvent::DayPlanned { items, .. } if items.len() == 1))
+        );
+        let p = plan(&world, ada);
+        assert_eq!(
+            p.steps[1..],
+            [
+                Step::Do {
+                    until: t0 + 15,
+                    action: "light the oven".into()
+                },
+                Step::Do {
+                    until: t0 + 45,
+                    action: "knead the dough".into()
+                },
+                Step::Do {
+                    until: t0 + 60,
+                    action: "shape loaves".into()
+                },
+                Step::Perform { until },
+            ]
+        );
+        // a reaction is inserted at the current step (once it has arrived:
+        // no reaction interrupts a walk)
+        world.get_mut::<Plan>(ada).expect("plan").current = 1;
+        world
+            .resource_mut::<ModelPlans>()
+            .inbox
+            .push(Command::React {
+                agent: 0,
+                action: "greet the neighbour".into(),
+                minutes: 10,
+            });
+        for _ in 0..3 {
+            tick(&mut world, &mut schedule);
+        }
+        let p = plan(&world, ada);
+        assert!(
+            p.steps
+                .iter()
+                .any(|s| matches!(s, Step::Do { action, .. } if action == "greet the neighbour")),
+            "{:?}",
+            p.steps
+        );
+        // reaching the undivided rest asks for its steps
+        let minutes_per_tick = world.resource::<GameClock>().minutes_per_tick();
+        let ticks = (70.0 / minutes_per_tick).ceil() as usize;
+        events(&mut world);
+        for _ in 0..ticks {
+            tick(&mut world, &mut schedule);
+        }
+        let more: Vec<PlanWanted> = events(&mut world)
+            .into_iter()
+            .filter_map(|e| match e {
+                WorldEvent::PlanWanted(w) => Some(*w),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(more.as_slice(), [PlanWanted::Steps { plan: 1, from, .. }] if *from >= t0 + 60),
+            "{more:?}"
+        );
+        assert_eq!(world.resource::<ModelPlans>().steps_applied, 1);
+        assert_eq!(world.resource::<ModelPlans>().reactions, 1);
     }
 
     fn following() -> Schedule {

@@ -208,6 +208,10 @@ fn step_label(map: &WorldMap, step: &Step) -> String {
             let m = until % u64::from(crate::content::DAY_MINUTES);
             format!("perform until {:02}:{:02}", m / 60, m % 60)
         }
+        Step::Do { until, action } => {
+            let m = until % u64::from(crate::content::DAY_MINUTES);
+            format!("{action} until {:02}:{:02}", m / 60, m % 60)
+        }
     }
 }
 
@@ -515,7 +519,10 @@ pub fn apply(
             | Command::Resume
             | Command::Throttle(_)
             | Command::SetTimeScale(_)
-            | Command::Line { .. } => {}
+            | Command::Line { .. }
+            | Command::DayPlan { .. }
+            | Command::Steps { .. }
+            | Command::React { .. } => {}
         }
     }
     // quiet player conversations end

@@ -206,16 +206,18 @@ impl Budget {
         }
     }
 
-    /// Whether game day `day` has tokens left.
+    /// Whether game day `day` has tokens left (a budget of 0 allows none).
     pub fn allows(&self, day: u64) -> bool {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.0 != day || st.1 < self.per_day
+        self.per_day > 0 && (day > st.0 || st.1 < self.per_day)
     }
 
-    /// Counts `tokens` spent on game day `day`.
+    /// Counts `tokens` spent on game day `day`. A late answer to a request
+    /// of an earlier day counts against the current day (it never resets
+    /// the count).
     pub fn spend(&self, day: u64, tokens: u64) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.0 != day {
+        if day > st.0 {
             *st = (day, 0);
         }
         st.1 = st.1.saturating_add(tokens);
@@ -308,5 +310,11 @@ mod tests {
         assert!(b.allows(1));
         b.spend(1, 10);
         assert_eq!(b.spent(), (1, 10));
+        // a late answer from day 0 neither resets day 1 nor is forgotten
+        b.spend(0, 95);
+        assert_eq!(b.spent(), (1, 105));
+        assert!(!b.allows(1));
+        let none = Budget::per_game_day(0);
+        assert!(!none.allows(0) && !none.allows(5));
     }
 }

@@ -124,6 +124,9 @@ pub struct CallRecord {
 /// Counts since start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LlmStats {
+    /// Decisions asked of the model, by kind (answered from the cache, sent,
+    /// or failed before being sent).
+    pub asked: BTreeMap<&'static str, u64>,
     /// HTTP requests sent, by kind.
     pub requests: BTreeMap<&'static str, u64>,
     /// Answers used, by kind (from the model or the cache).
@@ -138,6 +141,10 @@ pub struct LlmStats {
 impl LlmStats {
     pub fn total_requests(&self) -> u64 {
         self.requests.values().sum()
+    }
+
+    pub fn total_asked(&self) -> u64 {
+        self.asked.values().sum()
     }
 }
 
@@ -277,6 +284,7 @@ impl Llm {
     /// Never takes longer than [`Llm::timeout`].
     pub async fn ask(&self, req: Request) -> Result<Value, LlmError> {
         let started = Instant::now();
+        self.count(|s| *s.asked.entry(req.kind.as_str()).or_default() += 1);
         let result = self.ask_inner(&req, started).await;
         let kind = req.kind.as_str();
         match &result {
@@ -512,15 +520,10 @@ impl Llm {
                 status: status.as_u16(),
                 message: message.clone(),
             };
-            let about_format = [
-                "response_format",
-                "json_schema",
-                "schema",
-                "grammar",
-                "format",
-            ]
-            .iter()
-            .any(|w| message.to_lowercase().contains(w));
+            let lower = message.to_lowercase();
+            let about_format = ["response_format", "json_schema", "json schema", "grammar"]
+                .iter()
+                .any(|w| lower.contains(w));
             return if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                 Attempt::Retry(err, asked)
             } else if (status == StatusCode::BAD_REQUEST
@@ -592,9 +595,11 @@ impl Llm {
     }
 }
 
-/// The cache key: the model, the kind (its schema) and the prompt's text.
+/// The cache key: the model and its temperature, the kind (its schema) and
+/// the prompt's text.
 fn cache_key(endpoint: &Endpoint, kind: Kind, rendered: &Rendered) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&endpoint.temperature.to_le_bytes());
     for part in [
         endpoint.url.as_str(),
         endpoint.model.as_str(),
