@@ -71,6 +71,17 @@ fn clean_line(text: &str, speaker: &AgentDef) -> Option<String> {
     Some(t.chars().take(MAX_LINE_CHARS).collect())
 }
 
+/// Whether a model's line only repeats its prompt (small models echo a
+/// heading, a placeholder or a line already said): such a line is not
+/// used.
+fn echoes(line: &str, prompt: Option<&crate::mind::llm::Rendered>) -> bool {
+    let placeholder = line.contains('<') && line.contains('>');
+    let repeated = prompt.is_some_and(|p| {
+        line.chars().count() >= 6 && (p.user.contains(line) || p.system.contains(line))
+    });
+    placeholder || repeated
+}
+
 /// Asks agents' models for their lines and answers.
 #[derive(Debug, Clone)]
 pub struct Thinker {
@@ -176,6 +187,7 @@ impl Thinker {
             "turn": wanted.turn,
             "max_turns": wanted.max_turns,
         });
+        let prompt = self.llm.prompts().render(Kind::Conversation, &context).ok();
         let answer = self
             .llm
             .ask(Request {
@@ -187,7 +199,11 @@ impl Thinker {
             })
             .await;
         match answer {
-            Ok(v) => match v["line"].as_str().and_then(|l| clean_line(l, speaker)) {
+            Ok(v) => match v["line"]
+                .as_str()
+                .and_then(|l| clean_line(l, speaker))
+                .filter(|l| !echoes(l, prompt.as_ref()))
+            {
                 Some(text) => Command::Line {
                     conversation: wanted.conversation,
                     turn: wanted.turn,
@@ -231,6 +247,7 @@ impl Thinker {
             "turn": reply.dialogue.len() + 1,
             "max_turns": 0,
         });
+        let prompt = self.llm.prompts().render(Kind::Conversation, &context).ok();
         let v = self
             .llm
             .ask(Request {
@@ -242,7 +259,7 @@ impl Thinker {
             })
             .await
             .ok()?;
-        let text = clean_line(v["line"].as_str()?, def)?;
+        let text = clean_line(v["line"].as_str()?, def).filter(|l| !echoes(l, prompt.as_ref()))?;
         Some((text, v["end"].as_bool().unwrap_or(false)))
     }
 }
@@ -489,6 +506,13 @@ mod tests {
             Some("Good morning!")
         );
         assert_eq!(clean_line("  \"\" ", def), None);
+        let prompt = crate::mind::llm::Rendered {
+            system: "You are Ada.".into(),
+            user: "The conversation so far:\nBo: Hello there".into(),
+        };
+        assert!(echoes("The conversation so far:", Some(&prompt)));
+        assert!(echoes("<what you say>", None));
+        assert!(!echoes("Hello to you too, Bo.", Some(&prompt)));
         assert_eq!(
             clean_line(&"a".repeat(900), def).map(|l| l.len()),
             Some(MAX_LINE_CHARS)
