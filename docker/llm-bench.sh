@@ -42,6 +42,8 @@ for kind, k in sorted(r["by_kind"].items()):
     print(f"{kind:<16}{k['decisions']:>10}{k['requests']:>10}{k['per_agent_game_hour']:>16}{r['fallbacks'].get(kind, 0):>11}")
 print(f"cached answers: {r['cached']}; tokens: {r['prompt_tokens']} prompt, {r['completion_tokens']} completion")
 print(f"lines: {r['lines']}; plans: {r['plans']}")
+w = r["world"]
+print(f"the world: {w['ticks']} ticks in {w['real_seconds']} s = {w['ticks_per_second']} ticks/s (tick rate {w['tick_rate']})")
 print("dialogue (first lines):")
 for d in r["dialogue"][:16]:
     print(f"  {d['speaker']}: {d['text']}")

@@ -376,6 +376,8 @@ pub async fn run(
     let world_frames = frames.clone();
     let game_now = Arc::new(std::sync::atomic::AtomicU64::new(sim.clock().seconds));
     let started_at = sim.clock().seconds;
+    let started_tick = sim.clock().tick;
+    let started_real = std::time::Instant::now();
     let sink_now = game_now.clone();
     let dialogue: Arc<std::sync::Mutex<Vec<(u32, String)>>> = Arc::default();
     let sink_dialogue = options.llm_report.as_ref().map(|_| dialogue.clone());
@@ -553,7 +555,11 @@ pub async fn run(
     if let (Some(path), Some(llm), Some(sim)) = (&options.llm_report, &llm, &sim) {
         let spent = sim.clock().seconds.saturating_sub(started_at);
         let lines = dialogue.lock().map(|d| d.clone()).unwrap_or_default();
-        let report = llm_report(llm, sim, spent, &lines);
+        let ran = (
+            sim.clock().tick.saturating_sub(started_tick),
+            started_real.elapsed(),
+        );
+        let report = llm_report(llm, sim, spent, ran, &lines);
         info!(
             calls_per_agent_hour = report["calls_per_agent_game_hour"].as_f64().unwrap_or(0.0),
             "language model report written to {}",
@@ -656,6 +662,7 @@ fn llm_report(
     llm: &crate::mind::llm::Llm,
     sim: &Sim,
     spent: u64,
+    (ticks, real): (u64, Duration),
     lines: &[(u32, String)],
 ) -> serde_json::Value {
     let stats = llm.stats();
@@ -702,6 +709,12 @@ fn llm_report(
         "fallbacks": stats.failures,
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
+        "world": {
+            "ticks": ticks,
+            "real_seconds": (real.as_secs_f64() * 10.0).round() / 10.0,
+            "ticks_per_second": (ticks as f64 / real.as_secs_f64().max(1e-9) * 100.0).round() / 100.0,
+            "tick_rate": sim.config().tick_rate,
+        },
         "lines": {"asked": asked, "from_model": answered, "by_rule_after_failure_or_timeout": fell_back},
         "plans": {"day_plans": day_plans, "steps_asked": steps_asked, "steps_applied": steps_applied, "reactions": reactions},
         "dialogue": lines.iter().map(|(s, t)| serde_json::json!({

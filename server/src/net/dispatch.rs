@@ -404,7 +404,13 @@ impl Task {
             let world = self.deps.world.clone();
             tokio::spawn(async move {
                 let (text, end) = job
-                    .make(memories, mind.as_ref(), thinker.as_ref(), &dialogues)
+                    .make(
+                        memories,
+                        mind.as_ref(),
+                        thinker.as_ref(),
+                        &dialogues,
+                        &world,
+                    )
                     .await;
                 let _ = world.send(Command::Answer {
                     agent: job.agent,
@@ -1092,10 +1098,12 @@ impl Answer {
         mind: &dyn Mind,
         thinker: Option<&crate::mind::cognition::Thinker>,
         dialogues: &Dialogues,
+        world: &std::sync::mpsc::Sender<Command>,
     ) -> (String, bool) {
         let recalled = self.recall(memories).await;
         let key = (self.agent, self.character.clone());
         if let Some(t) = thinker {
+            let tie = self.tie(world).await;
             let earlier: Vec<(String, String)> = dialogues
                 .lock()
                 .map(|d| d.get(&key).cloned().unwrap_or_default())
@@ -1107,7 +1115,7 @@ impl Answer {
                 location: None,
                 memories: &recalled,
                 dialogue: &earlier,
-                tie: None,
+                tie,
             };
             if let Some((text, end)) = t.answer(self.agent, &line, self.now).await {
                 if let Ok(mut d) = dialogues.lock() {
@@ -1131,6 +1139,31 @@ impl Answer {
             },
         );
         (text, false)
+    }
+
+    /// How the agent feels about the character (affection, trust), asked
+    /// of the world; `None` for a stranger or when the world is slow.
+    async fn tie(&self, world: &std::sync::mpsc::Sender<Command>) -> Option<(f32, f32)> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        world
+            .send(Command::Inspect {
+                agent: self.agent,
+                reply,
+            })
+            .ok()?;
+        let inspection = tokio::time::timeout(Duration::from_millis(500), rx)
+            .await
+            .ok()?
+            .ok()?;
+        inspection
+            .relationships
+            .into_iter()
+            .find_map(|r| match r.with {
+                crate::world::players::Who::Character(name) if name == self.character => {
+                    Some((r.affection, r.trust))
+                }
+                _ => None,
+            })
     }
 
     async fn recall(&self, memories: Option<MemoryService>) -> Vec<String> {
