@@ -240,6 +240,25 @@ type Dialogues = Arc<std::sync::Mutex<HashMap<(u32, String), Vec<(String, String
 /// Lines of a player's talk kept for the next prompt.
 const DIALOGUE_LINES: usize = 8;
 
+/// Asks the world what agent `agent` is doing, planning and feeling; it
+/// answers during its next tick. `None` when the world has stopped.
+fn inspect(
+    world: &std::sync::mpsc::Sender<Command>,
+    agent: u32,
+) -> Option<oneshot::Receiver<crate::world::players::Inspection>> {
+    let (reply, rx) = oneshot::channel();
+    world.send(Command::Inspect { agent, reply }).ok()?;
+    Some(rx)
+}
+
+/// Queues an answer made on a task of its own for its client (dropped if
+/// the client has gone or its queue is full: it will ask again).
+fn deliver(queue: Option<&mpsc::Sender<Outbound>>, answer: &ServerMessage) {
+    if let Some(q) = queue {
+        let _ = q.try_send(Outbound::Text(protocol::encode(answer).into()));
+    }
+}
+
 fn error(id: &RequestId, code: ErrorCode, message: impl Into<String>) -> ProtocolError {
     ProtocolError::new(code, message).with_id(Some(id.clone()))
 }
@@ -782,15 +801,9 @@ impl Task {
                 format!("no agent '{agent}'"),
             ));
         };
-        let (reply, rx) = oneshot::channel();
-        if self
-            .deps
-            .world
-            .send(Command::Inspect { agent: idx, reply })
-            .is_err()
-        {
+        let Some(rx) = inspect(&self.deps.world, idx) else {
             return Err(error(&id, ErrorCode::Unavailable, "the world has stopped"));
-        }
+        };
         let queue = self.core.queue(client);
         let names = self.core.defs().clone();
         let map = self.core.map().clone();
@@ -808,9 +821,7 @@ impl Task {
                 )
                 .into(),
             };
-            if let Some(q) = queue {
-                let _ = q.try_send(Outbound::Text(protocol::encode(&answer).into()));
-            }
+            deliver(queue.as_ref(), &answer);
         });
         Ok(None)
     }
@@ -864,9 +875,7 @@ impl Task {
                         error(&id, ErrorCode::Unavailable, "memories are busy; try again").into()
                     }
                 };
-            if let Some(q) = queue {
-                let _ = q.try_send(Outbound::Text(protocol::encode(&answer).into()));
-            }
+            deliver(queue.as_ref(), &answer);
         });
         Ok(None)
     }
@@ -893,15 +902,9 @@ impl Task {
                 format!("no agent '{agent}'"),
             ));
         };
-        let (reply, rx) = oneshot::channel();
-        if self
-            .deps
-            .world
-            .send(Command::Inspect { agent: idx, reply })
-            .is_err()
-        {
+        let Some(rx) = inspect(&self.deps.world, idx) else {
             return Err(error(&id, ErrorCode::Unavailable, "the world has stopped"));
-        }
+        };
         let queue = self.core.queue(client);
         let names = self.core.defs().clone();
         let map = self.core.map().clone();
@@ -986,9 +989,7 @@ impl Task {
                 )
                 .into(),
             };
-            if let Some(q) = queue {
-                let _ = q.try_send(Outbound::Text(protocol::encode(&answer).into()));
-            }
+            deliver(queue.as_ref(), &answer);
         });
         Ok(None)
     }
@@ -1144,13 +1145,7 @@ impl Answer {
     /// How the agent feels about the character (affection, trust), asked
     /// of the world; `None` for a stranger or when the world is slow.
     async fn tie(&self, world: &std::sync::mpsc::Sender<Command>) -> Option<(f32, f32)> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        world
-            .send(Command::Inspect {
-                agent: self.agent,
-                reply,
-            })
-            .ok()?;
+        let rx = inspect(world, self.agent)?;
         let inspection = tokio::time::timeout(Duration::from_millis(500), rx)
             .await
             .ok()?
