@@ -11,6 +11,7 @@ use super::events::{Outbox, WorldEvent};
 use super::path::PathQueue;
 use super::perception::SpatialGrid;
 use super::{MapRes, SimConfig, Stats};
+use crate::content::{Tile, WorldMap};
 
 #[expect(
     clippy::too_many_arguments,
@@ -38,37 +39,24 @@ pub fn walk(
         if movement.path.is_empty() || talk.conversation.is_some() {
             continue;
         }
-        let mut budget = step_len;
-        while budget > 0.0 {
-            let Some(&next) = movement.path.last() else {
-                break;
-            };
-            if !map.0.is_walkable(next) {
-                // the map changed under the path: search again
-                movement.path.clear();
-                movement.waiting = true;
-                queue.push(entity);
-                stats.path_blocked += 1;
-                break;
-            }
-            let (tx, ty) = (f32::from(next.x), f32::from(next.y));
-            let (dx, dy) = (tx - position.x, ty - position.y);
-            let dist = (dx * dx + dy * dy).sqrt();
-            if let Some(f) = Facing::of_step(dx, dy)
-                && *facing != f
-            {
-                *facing = f;
-            }
-            if dist <= budget {
-                position.x = tx;
-                position.y = ty;
-                budget -= dist;
-                movement.path.pop();
-            } else {
-                position.x += dx / dist * budget;
-                position.y += dy / dist * budget;
-                budget = 0.0;
-            }
+        let stride = step_along(
+            &mut movement.path,
+            (position.x, position.y),
+            step_len,
+            &map.0,
+        );
+        (position.x, position.y) = stride.to;
+        if let Some(f) = stride.facing
+            && *facing != f
+        {
+            *facing = f;
+        }
+        if stride.blocked {
+            // the map changed under the path: search again
+            movement.path.clear();
+            movement.waiting = true;
+            queue.push(entity);
+            stats.path_blocked += 1;
         }
         if movement.path.is_empty() && !movement.waiting {
             stats.arrivals += 1;
@@ -82,6 +70,56 @@ pub fn walk(
                 );
             }
         }
+    }
+}
+
+/// Where a walk along a path got to in one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stride {
+    pub to: (f32, f32),
+    /// The direction of the last step taken, if any.
+    pub facing: Option<Facing>,
+    /// The next tile of the path is no longer walkable (the map changed).
+    pub blocked: bool,
+}
+
+/// Walks from `from` along `path` (next tile last; tiles reached are
+/// popped) for at most `budget` tiles. Used by agents and characters alike.
+pub fn step_along(path: &mut Vec<Tile>, from: (f32, f32), budget: f32, map: &WorldMap) -> Stride {
+    let (mut x, mut y) = from;
+    let mut budget = budget;
+    let mut facing = None;
+    while budget > 0.0 {
+        let Some(&next) = path.last() else {
+            break;
+        };
+        if !map.is_walkable(next) {
+            return Stride {
+                to: (x, y),
+                facing,
+                blocked: true,
+            };
+        }
+        let (tx, ty) = (f32::from(next.x), f32::from(next.y));
+        let (dx, dy) = (tx - x, ty - y);
+        let dist = (dx * dx + dy * dy).sqrt();
+        if let Some(f) = Facing::of_step(dx, dy) {
+            facing = Some(f);
+        }
+        if dist <= budget {
+            (x, y) = (tx, ty);
+            budget -= dist;
+            path.pop();
+        } else {
+            x += dx / dist * budget;
+            y += dy / dist * budget;
+            budget = 0.0;
+        }
+    }
+    Stride {
+        to: (x, y),
+        facing,
+        blocked: false,
     }
 }
 

@@ -588,32 +588,14 @@ pub fn walk(
         if !c.present || c.path.is_empty() {
             continue;
         }
-        let mut budget = step_len;
-        while budget > 0.0 {
-            let Some(&next) = c.path.last() else {
-                break;
-            };
-            if !map.0.is_walkable(next) {
-                // the map changed under the path: stop here
-                c.path.clear();
-                break;
-            }
-            let (tx, ty) = (f32::from(next.x), f32::from(next.y));
-            let (dx, dy) = (tx - c.x, ty - c.y);
-            let dist = (dx * dx + dy * dy).sqrt();
-            if let Some(f) = Facing::of_step(dx, dy) {
-                c.facing = f;
-            }
-            if dist <= budget {
-                c.x = tx;
-                c.y = ty;
-                budget -= dist;
-                c.path.pop();
-            } else {
-                c.x += dx / dist * budget;
-                c.y += dy / dist * budget;
-                budget = 0.0;
-            }
+        let stride = super::movement::step_along(&mut c.path, (c.x, c.y), step_len, &map.0);
+        (c.x, c.y) = stride.to;
+        if let Some(f) = stride.facing {
+            c.facing = f;
+        }
+        if stride.blocked {
+            // the map changed under the path: stop here
+            c.path.clear();
         }
         moved.push(slot as u32);
     }
