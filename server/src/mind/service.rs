@@ -561,6 +561,12 @@ impl Task {
             let _ = reply.send(Err(ServiceError::UnknownAgent(slug.to_owned())));
             return;
         };
+        if text.trim().is_empty() {
+            // nothing to be relevant to: rank by recency and importance
+            // (relevance 0 for all) rather than by the embedding of ""
+            let _ = reply.send(Ok(self.stream.retrieve(agent, None, now, k)));
+            return;
+        }
         let Some(tx) = self.tx.upgrade() else {
             let _ = reply.send(Err(ServiceError::Stopped));
             return;
@@ -1085,5 +1091,70 @@ impl Writer {
             },
             None => (status.memories, 0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::synthetic;
+    use crate::mind::embed::{EmbedFuture, HashedEmbedder};
+    use crate::mind::stream::StreamConfig;
+    use crate::world::mind::RuleMind;
+
+    /// Embeds every text, even an empty one, as words do: the hashed
+    /// embedder's vector of a fixed sentence.
+    #[derive(Debug)]
+    struct Everything(Vec<f32>);
+
+    impl Embedder for Everything {
+        fn model(&self) -> &str {
+            "everything"
+        }
+        fn dim(&self) -> usize {
+            self.0.len()
+        }
+        fn embed<'a>(&'a self, texts: &'a [String]) -> EmbedFuture<'a> {
+            let v = vec![self.0.clone(); texts.len()];
+            Box::pin(async move { Ok(v) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_query_ranks_without_relevance() {
+        let content = synthetic::world(3, 2);
+        let stream = MemoryStream::new(StreamConfig::default(), &content.agents, &content.map);
+        let (service, task) = MemoryService::start(
+            stream,
+            &content.agents,
+            Arc::new(RuleMind),
+            Arc::new(Everything(HashedEmbedder::new().embed_one("bread at dawn"))),
+            None,
+            0,
+        )
+        .await
+        .expect("starts");
+        let slug = content.agents[0].file.id.clone();
+        // wait for the seed memories' embeddings
+        for _ in 0..100 {
+            if service.stats().await.expect("stats").embed_queue == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let worded = service
+            .retrieve(&slug, "bread", 3600, 10)
+            .await
+            .expect("retrieves");
+        assert!(!worded.is_empty());
+        assert!(worded.iter().any(|(s, _)| s.relevance > 0.0), "{worded:?}");
+        let empty = service
+            .retrieve(&slug, "  ", 3600, 10)
+            .await
+            .expect("retrieves");
+        assert_eq!(empty.len(), worded.len());
+        assert!(empty.iter().all(|(s, _)| s.relevance == 0.0), "{empty:?}");
+        drop(service);
+        task.await.expect("the service ends");
     }
 }
