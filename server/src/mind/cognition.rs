@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tracing::debug;
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::content::AgentDef;
 use crate::mind::llm::{Kind, Llm, Request, priority};
@@ -47,8 +48,12 @@ pub fn feeling(affection: f32, trust: f32) -> String {
     )
 }
 
+/// Sentences kept of a model's line (small models ramble and repeat).
+const MAX_LINE_SENTENCES: usize = 3;
+
 /// A model's line, cleaned: quotes and a leading "Name:" taken off, cut to
-/// [`MAX_LINE_CHARS`]; `None` when nothing is left.
+/// [`MAX_LINE_SENTENCES`] sentences and [`MAX_LINE_CHARS`]; `None` when
+/// fewer than two words are left (a bare "true" or "Line 35" is no line).
 fn clean_line(text: &str, speaker: &AgentDef) -> Option<String> {
     let mut t = text.trim();
     for prefix in [
@@ -65,10 +70,18 @@ fn clean_line(text: &str, speaker: &AgentDef) -> Option<String> {
     let t = t
         .trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}')
         .trim();
-    if t.is_empty() {
+    let words = t
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .count();
+    if words < 2 {
         return None;
     }
-    Some(t.chars().take(MAX_LINE_CHARS).collect())
+    let kept: String = t
+        .split_sentence_bounds()
+        .take(MAX_LINE_SENTENCES)
+        .collect::<String>();
+    Some(kept.trim().chars().take(MAX_LINE_CHARS).collect())
 }
 
 /// Whether a model's line only repeats its prompt (small models echo a
@@ -506,6 +519,12 @@ mod tests {
             Some("Good morning!")
         );
         assert_eq!(clean_line("  \"\" ", def), None);
+        assert_eq!(clean_line("true", def), None);
+        assert_eq!(clean_line("Line 35", def), None);
+        assert_eq!(
+            clean_line("One. Two here. Three now! Four? Five.", def).as_deref(),
+            Some("One. Two here. Three now!")
+        );
         let prompt = crate::mind::llm::Rendered {
             system: "You are Ada.".into(),
             user: "The conversation so far:\nBo: Hello there".into(),
@@ -514,7 +533,7 @@ mod tests {
         assert!(echoes("<what you say>", None));
         assert!(!echoes("Hello to you too, Bo.", Some(&prompt)));
         assert_eq!(
-            clean_line(&"a".repeat(900), def).map(|l| l.len()),
+            clean_line(&"word ".repeat(200), def).map(|l| l.len()),
             Some(MAX_LINE_CHARS)
         );
     }
