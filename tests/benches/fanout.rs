@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use hearth::cli::{self, Cli};
+use hearth_tests::server::Server;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -181,7 +181,6 @@ fn main() {
     out.write_all(report.as_bytes()).expect("write the report");
     drop(clients);
     server.shutdown_timeout(Duration::from_secs(5));
-    let _ = std::fs::remove_dir_all(home());
 }
 
 fn runtime(name: &str) -> Runtime {
@@ -322,92 +321,34 @@ fn subscriptions(m: usize, area: AreaKind, width: u16, height: u16) -> Vec<Strin
         .collect()
 }
 
-/// Hearth's `--home` (nothing is written to it with `--no-db`).
-fn home() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("hearth-fanout-{}", std::process::id()))
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address").port()
-}
-
-/// Hearth in process.
+/// Hearth in process (`hearth_tests::server`), on the server's runtime.
 struct Hearth {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), cli::CliError>>,
+    server: Server,
 }
 
 impl Hearth {
     async fn start(args: &Args, server: Handle) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let home = home();
-        std::fs::create_dir_all(&home).expect("a home directory");
-        let agents = args.agents.to_string();
-        let rate = args.tick_rate.to_string();
-        let cli = Cli::try_parse_from([
-            "hearth",
-            "--home",
-            home.to_str().expect("a UTF-8 temporary directory"),
-            "serve",
-            "--no-db",
-            "--listen",
-            &addr,
-            "--synthetic-agents",
-            &agents,
-            "--tick-rate",
-            &rate,
-            "--max-connections",
-            "20000",
-            "--lore",
-            "no-lore-here",
-        ])
-        .expect("serve's flags");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = server.spawn(async move {
-            let mut out = Vec::new();
-            cli::run(cli, &mut out, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            assert!(!task.is_finished(), "hearth serve stopped while starting");
-            assert!(Instant::now() < deadline, "hearth never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        let server = Server::builder()
+            .runtime(server)
+            .synthetic_agents(args.agents)
+            .args(["--tick-rate".to_owned(), args.tick_rate.to_string()])
+            .args(["--max-connections", "20000"])
+            .start()
+            .await;
+        Self { server }
     }
 
     fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        self.server.ws_url()
     }
 
     fn metrics_url(&self) -> String {
-        format!("http://{}/metrics", self.addr)
+        format!("{}/metrics", self.server.http_url())
     }
 
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("hearth serve ended with an error: {e}"),
-            Ok(Err(e)) => eprintln!("hearth serve panicked: {e}"),
-            Err(_) => eprintln!("hearth serve did not stop within 30 s"),
+    async fn stop(self) {
+        if let Err(e) = self.server.try_stop().await {
+            eprintln!("{e}");
         }
     }
 }

@@ -12,6 +12,7 @@
 //! when a migration changes.
 
 pub mod llm_server;
+pub mod server;
 
 use std::path::PathBuf;
 use std::str::FromStr;

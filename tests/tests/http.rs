@@ -7,64 +7,27 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use hearth::cli::{self, Cli};
 use hearth_tests::TestDb;
+use hearth_tests::server::Server;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 #[tokio::test]
 async fn health_readiness_metrics_and_accounts() {
     let db = TestDb::migrated().await;
-    let url = db.url();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let home = std::env::temp_dir().join(format!("hearth-http-test-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
-    let cli = Cli::try_parse_from([
-        "hearth",
-        "--database-url",
-        &url,
-        "--home",
-        home.to_str().unwrap(),
-        "serve",
-        "--listen",
-        &listen,
-        "--world",
-        "web",
-        "--synthetic-agents",
-        "50",
-        "--lore",
-        "no-lore-here",
-    ])
-    .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        cli::run(cli, &mut Vec::new(), async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let base = format!("http://{listen}");
-    let http = reqwest::Client::new();
-
     // up, then ready once the world runs
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = Server::builder()
+        .db(&db)
+        .world("web")
+        .synthetic_agents(50)
+        .ready_within(Duration::from_secs(60))
+        .start()
+        .await;
+    let base = server.http_url();
+    let http = reqwest::Client::new();
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
@@ -158,8 +121,7 @@ async fn health_readiness_metrics_and_accounts() {
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "still alive");
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
     // stopped: the port is closed
     assert!(
         http.get(format!("{base}/healthz"))
@@ -168,7 +130,6 @@ async fn health_readiness_metrics_and_accounts() {
             .await
             .is_err()
     );
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[tokio::test]

@@ -20,16 +20,12 @@ use clap::Parser;
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hearth::cli::{self, Cli};
+use hearth_tests::server::{Server, free_port};
 use hearth_tests::{TestDb, workspace_root};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// Where the screenshots go: `<target>/viewer-test/`.
 fn shots_dir() -> PathBuf {
@@ -202,55 +198,22 @@ async fn the_viewer_draws_the_map_shows_agents_moving_and_opens_an_agents_panel(
     let driver = Driver::start().await;
 
     let db = TestDb::migrated().await;
-    let url = db.url();
     let root = workspace_root();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    // its own home: a fresh token key, and no embedding model (the hashed
-    // embedder starts at once)
-    let home = std::env::temp_dir().join(format!("hearth-viewer-test-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
-    let cli = Cli::try_parse_from([
-        "hearth",
-        "--database-url",
-        &url,
-        "--home",
-        home.to_str().unwrap(),
-        "serve",
-        "--listen",
-        &listen,
-        "--world",
-        "valley",
-        "--agents",
-        root.join("agents").to_str().unwrap(),
-        "--map",
-        root.join("assets/maps/valley.tmj").to_str().unwrap(),
-        "--lore",
-        root.join("assets/lore").to_str().unwrap(),
+    // its own home (the helper's fresh one): a fresh token key, and no
+    // embedding model (the hashed embedder starts at once)
+    let server = Server::builder()
+        .db(&db)
+        .world("valley")
+        .arg("--agents")
+        .arg(root.join("agents").display().to_string())
+        .arg("--map")
+        .arg(root.join("assets/maps/valley.tmj").display().to_string())
+        .lore(root.join("assets/lore"))
         // a game hour every 6 s: agents go about their day while we watch
-        "--time-scale",
-        "10",
-    ])
-    .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        cli::run(cli, &mut Vec::new(), async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let base = format!("http://{listen}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .args(["--time-scale", "10"])
+        .start()
+        .await;
+    let base = server.http_url();
 
     let browser = driver.browser().await;
     browser.goto(&format!("{base}/")).await.unwrap();
@@ -391,12 +354,13 @@ async fn the_viewer_draws_the_map_shows_agents_moving_and_opens_an_agents_panel(
 
     // a designer logs in with the page's form: the panel adds the agent's
     // top memories with their score terms
+    let url = db.url();
     let add = Cli::try_parse_from([
         "hearth",
         "--database-url",
         &url,
         "--home",
-        home.to_str().unwrap(),
+        server.home().to_str().unwrap(),
         "user",
         "add",
         "dana",
@@ -479,7 +443,5 @@ async fn the_viewer_draws_the_map_shows_agents_moving_and_opens_an_agents_panel(
 
     browser.close().await.unwrap();
     drop(driver);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&home);
+    server.stop().await;
 }

@@ -13,10 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use hearth::cli::{self, Cli};
 use hearth_tests::TestDb;
+use hearth_tests::server::Server;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,113 +23,51 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// `hearth serve` of `world` with `agents` synthetic agents and `extra` flags.
+async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Server {
+    Server::builder()
+        .db(db)
+        .world(world)
+        .synthetic_agents(agents)
+        .args(extra.iter().copied())
+        .ready_within(Duration::from_secs(90))
+        .start()
+        .await
 }
 
-struct Server {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), cli::CliError>>>,
+async fn connect(server: &Server) -> Ws {
+    let mut req = server.ws_url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "hearth.v1.json".parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("hearth.v1.json")
+    );
+    ws
 }
 
-impl Server {
-    async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Self {
-        let url = db.url();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let home = std::env::temp_dir().join(format!("hearth-ws-{}-{world}", std::process::id()));
-        std::fs::create_dir_all(&home).unwrap();
-        let n = agents.to_string();
-        let mut args = vec![
-            "hearth",
-            "--database-url",
-            &url,
-            "--home",
-            home.to_str().unwrap(),
-            "serve",
-            "--listen",
-            &addr,
-            "--world",
-            world,
-            "--synthetic-agents",
-            &n,
-            "--lore",
-            "no-lore-here",
-        ];
-        args.extend_from_slice(extra);
-        let cli = Cli::try_parse_from(args).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            cli::run(cli, &mut Vec::new(), async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the server never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
+/// Connects and says hello; returns the connection and the welcome.
+async fn join(server: &Server, world: &str, token: Option<&str>) -> (Ws, Value) {
+    let mut ws = connect(server).await;
+    let mut hello = json!({"type": "hello", "id": "h", "world": world});
+    if let Some(t) = token {
+        hello["token"] = json!(t);
     }
+    send(&mut ws, &hello).await;
+    let welcome = next_of(&mut ws, &["welcome", "error"]).await;
+    (ws, welcome)
+}
 
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
-
-    async fn connect(&self) -> Ws {
-        let mut req = format!("ws://{}/ws", self.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "hearth.v1.json".parse().unwrap());
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-        assert_eq!(
-            resp.headers()
-                .get("sec-websocket-protocol")
-                .map(|v| v.to_str().unwrap()),
-            Some("hearth.v1.json")
-        );
-        ws
-    }
-
-    /// Connects and says hello; returns the connection and the welcome.
-    async fn join(&self, world: &str, token: Option<&str>) -> (Ws, Value) {
-        let mut ws = self.connect().await;
-        let mut hello = json!({"type": "hello", "id": "h", "world": world});
-        if let Some(t) = token {
-            hello["token"] = json!(t);
-        }
-        send(&mut ws, &hello).await;
-        let welcome = next_of(&mut ws, &["welcome", "error"]).await;
-        (ws, welcome)
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
+async fn metrics(server: &Server) -> String {
+    reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn send(ws: &mut Ws, v: &Value) {
@@ -208,7 +145,7 @@ async fn user(db: &TestDb, name: &str, role: &str, world: &str) {
 
 async fn login(server: &Server, name: &str) -> String {
     let r: Value = reqwest::Client::new()
-        .post(format!("http://{}/auth/login", server.addr))
+        .post(format!("{}/auth/login", server.http_url()))
         .json(&json!({"username": name, "password": "correct horse battery"}))
         .send()
         .await
@@ -229,15 +166,15 @@ fn everywhere() -> Value {
 #[tokio::test]
 async fn spectators_get_a_snapshot_then_deltas_and_roles_are_enforced() {
     let db = TestDb::migrated().await;
-    let server = Server::start(&db, "ws-spec", 60, &[]).await;
+    let server = start(&db, "ws-spec", 60, &[]).await;
 
     // a connection that does not offer the subprotocol is refused before the upgrade
-    let r = reqwest::get(format!("http://{}/ws", server.addr))
+    let r = reqwest::get(format!("{}/ws", server.http_url()))
         .await
         .unwrap();
     assert!(r.status().is_client_error(), "{}", r.status());
 
-    let (mut ws, welcome) = server.join("ws-spec", None).await;
+    let (mut ws, welcome) = join(&server, "ws-spec", None).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["role"], "spectator");
     assert_eq!(welcome["tick_rate"], 10);
@@ -318,7 +255,7 @@ async fn spectators_get_a_snapshot_then_deltas_and_roles_are_enforced() {
     // a designer sees the memories with every score term, and may pause
     user(&db, "dora", "designer", "ws-spec").await;
     let token = login(&server, "dora").await;
-    let (mut staff, welcome) = server.join("ws-spec", Some(&token)).await;
+    let (mut staff, welcome) = join(&server, "ws-spec", Some(&token)).await;
     assert_eq!(welcome["role"], "designer", "{welcome}");
     send(
         &mut staff,
@@ -366,10 +303,10 @@ async fn spectators_get_a_snapshot_then_deltas_and_roles_are_enforced() {
 #[tokio::test]
 async fn a_player_walks_to_an_agent_talks_and_is_answered() {
     let db = TestDb::migrated().await;
-    let server = Server::start(&db, "ws-play", 40, &[]).await;
+    let server = start(&db, "ws-play", 40, &[]).await;
     user(&db, "ada", "player", "ws-play").await;
     let token = login(&server, "ada").await;
-    let (mut ws, welcome) = server.join("ws-play", Some(&token)).await;
+    let (mut ws, welcome) = join(&server, "ws-play", Some(&token)).await;
     assert_eq!(welcome["role"], "player", "{welcome}");
     assert_eq!(welcome["character"], "ada");
 
@@ -557,9 +494,9 @@ async fn a_player_walks_to_an_agent_talks_and_is_answered() {
 #[tokio::test]
 async fn bad_input_gets_error_frames_then_the_right_close() {
     let db = TestDb::migrated().await;
-    let server = Server::start(&db, "ws-bad", 20, &[]).await;
+    let server = start(&db, "ws-bad", 20, &[]).await;
     // before hello: not_ready; a wrong world: not_found and a close
-    let mut ws = server.connect().await;
+    let mut ws = connect(&server).await;
     send(
         &mut ws,
         &json!({"type": "subscribe", "id": 1, "area": everywhere()}),
@@ -580,7 +517,7 @@ async fn bad_input_gets_error_frames_then_the_right_close() {
     assert_eq!(e["code"], "not_found", "{e}");
     assert_eq!(closed(&mut ws).await, Some(1008));
 
-    let (mut ws, _) = server.join("ws-bad", None).await;
+    let (mut ws, _) = join(&server, "ws-bad", None).await;
     for (frame, code) in [
         ("not json".to_owned(), "bad_json"),
         (r#"{"type": "dance", "id": 3}"#.to_owned(), "unknown_type"),
@@ -620,14 +557,14 @@ async fn bad_input_gets_error_frames_then_the_right_close() {
     assert_eq!(closed(&mut ws).await, Some(1009));
 
     // a flood: rate-limited, then closed with 1008; others never notice
-    let (mut calm, _) = server.join("ws-bad", None).await;
+    let (mut calm, _) = join(&server, "ws-bad", None).await;
     send(
         &mut calm,
         &json!({"type": "subscribe", "id": "c", "area": everywhere()}),
     )
     .await;
     let _ = answer(&mut calm, "c").await;
-    let (mut flood, _) = server.join("ws-bad", None).await;
+    let (mut flood, _) = join(&server, "ws-bad", None).await;
     for i in 0..200 {
         if flood
             .send(Message::Text(
@@ -657,7 +594,7 @@ async fn bad_input_gets_error_frames_then_the_right_close() {
     assert_eq!(code, Some(1008));
     // the calm client still gets its deltas
     assert_eq!(next_of(&mut calm, &["delta"]).await["type"], "delta");
-    let metrics = server.metrics().await;
+    let metrics = metrics(&server).await;
     assert!(
         metrics.contains("hearth_protocol_errors_total"),
         "{metrics}"
@@ -668,14 +605,14 @@ async fn bad_input_gets_error_frames_then_the_right_close() {
 #[tokio::test]
 async fn worlds_are_isolated() {
     let db = TestDb::migrated().await;
-    let a = Server::start(&db, "iso-a", 30, &[]).await;
-    let b = Server::start(&db, "iso-b", 20, &[]).await;
+    let a = start(&db, "iso-a", 30, &[]).await;
+    let b = start(&db, "iso-b", 20, &[]).await;
     user(&db, "ann", "player", "iso-a").await;
     let token = login(&a, "ann").await;
     // the player of world a speaks there; a spectator of world b hears nothing of it
-    let (mut pa, w) = a.join("iso-a", Some(&token)).await;
+    let (mut pa, w) = join(&a, "iso-a", Some(&token)).await;
     assert_eq!(w["role"], "player", "{w}");
-    let (mut sb, _) = b.join("iso-b", None).await;
+    let (mut sb, _) = join(&b, "iso-b", None).await;
     send(
         &mut sb,
         &json!({"type": "subscribe", "id": "s", "area": everywhere()}),
@@ -688,14 +625,14 @@ async fn worlds_are_isolated() {
         "world b's agents only"
     );
     // a's token gives no role in b
-    let (_, refused) = b.join("iso-b", Some(&token)).await;
+    let (_, refused) = join(&b, "iso-b", Some(&token)).await;
     assert!(
         refused["type"] == "error" || refused["role"] == "spectator",
         "no player role in another world: {refused}"
     );
     assert_ne!(refused["role"], "player");
     // and a connection to a cannot enter b
-    let (_, wrong) = a.join("iso-b", None).await;
+    let (_, wrong) = join(&a, "iso-b", None).await;
     assert_eq!(wrong["code"], "not_found", "{wrong}");
     send(&mut pa, &json!({"type": "subscribe", "id": "f"})).await;
     let _ = answer(&mut pa, "f").await;
@@ -765,14 +702,14 @@ async fn gaps(ws: &mut Ws, window: Duration) -> Vec<u128> {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_resynced_or_dropped_and_others_keep_pace() {
     let db = TestDb::migrated().await;
-    let server = Server::start(
+    let server = start(
         &db,
         "ws-slow",
         400,
         &["--client-queue", "8", "--time-scale", "5"],
     )
     .await;
-    let (mut normal, _) = server.join("ws-slow", None).await;
+    let (mut normal, _) = join(&server, "ws-slow", None).await;
     send(
         &mut normal,
         &json!({"type": "subscribe", "id": "s", "area": everywhere()}),
@@ -784,7 +721,7 @@ async fn a_client_that_stops_reading_is_resynced_or_dropped_and_others_keep_pace
     let _stuck: Vec<_> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(stuck_client(&server.addr).await);
+            v.push(stuck_client(server.addr()).await);
         }
         v
     };
@@ -794,7 +731,7 @@ async fn a_client_that_stops_reading_is_resynced_or_dropped_and_others_keep_pace
     let mut during = Vec::new();
     loop {
         during.extend(gaps(&mut normal, Duration::from_secs(2)).await);
-        let m = server.metrics().await;
+        let m = metrics(&server).await;
         let count = |name: &str| {
             m.lines()
                 .find(|l| l.starts_with(name))
