@@ -53,6 +53,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the world headless (no database, no network) and print a report.
     Simulate(SimulateArgs),
+    /// Load-test a server with real WebSocket clients (docs/loadtest.md).
+    Loadtest(LoadtestArgs),
     /// Check agent files and maps; report every problem with file:line:col.
     Validate {
         /// Agent files (.json), maps (.tmj) or directories; default: the demo world.
@@ -316,6 +318,47 @@ pub struct ServeArgs {
     pub llm_report: Option<PathBuf>,
 }
 
+/// `hearth loadtest` (docs/loadtest.md).
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// A running server's game-client endpoint (ws://HOST:PORT/ws); without
+    /// it a server is started here on synthetic agents, without a database.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The world the clients join.
+    #[arg(long, default_value = "loadtest")]
+    pub world: String,
+    /// Synthetic agents of the server started here.
+    #[arg(long, default_value_t = 1_000)]
+    pub agents: usize,
+    /// WebSocket clients, each watching a random area.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// How long every client stays, after the ramp.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Clients connect evenly over this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ramp: std::time::Duration,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Side of each client's area, in tiles.
+    #[arg(long, default_value_t = 32)]
+    pub area: u16,
+    /// The map's size for a remote server's areas (WIDTHxHEIGHT).
+    #[arg(long, default_value = "128x128", value_name = "WxH")]
+    pub map_size: String,
+    /// Ticks per second of the server started here.
+    #[arg(long, default_value_t = 10)]
+    pub tick_rate: u32,
+    /// Limits to check (TOML: tick_p99_ms, delivery_p99_ms, max_errors,
+    /// max_disconnects, max_resyncs, min_connected); any missed: exit 1.
+    #[arg(long, value_name = "FILE")]
+    pub slo: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub report: ReportFormat,
+}
+
 /// The language model agents think with (docs/llm.md). Without
 /// `--llm-url` every agent thinks with the rule-based mind.
 #[derive(Debug, Clone, Args)]
@@ -467,6 +510,11 @@ pub enum CliError {
     Memories(#[from] MemoriesError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Loadtest(#[from] crate::loadtest::LoadtestError),
+    /// The report was printed; these SLO lines were missed.
+    #[error("the SLO was missed: {}", .0.join("; "))]
+    SloMissed(Vec<String>),
 }
 
 impl From<DbError> for CliError {
@@ -486,6 +534,8 @@ impl CliError {
             CliError::Content(_) => 1,
             CliError::Serve(_) | CliError::Io(_) | CliError::Memories(_) => 1,
             CliError::Export(_) => 1,
+            CliError::Loadtest(crate::loadtest::LoadtestError::Slo { .. }) => 2,
+            CliError::Loadtest(_) | CliError::SloMissed(_) => 1,
         }
     }
 }
@@ -550,6 +600,20 @@ pub async fn run(
                 shutdown,
             )
             .await?;
+        }
+        Command::Loadtest(args) => {
+            let report = loadtest(&args, &cli.home).await?;
+            match args.report {
+                ReportFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )?,
+                ReportFormat::Table => write!(out, "{}", report.table())?,
+            }
+            if !report.violations.is_empty() {
+                return Err(CliError::SloMissed(report.violations));
+            }
         }
         Command::Simulate(args) => {
             let content = match args.synthetic_agents {
@@ -867,6 +931,137 @@ fn report_versions(
         writeln!(out, "{verb} {v:04} {name}")?;
     }
     Ok(())
+}
+
+/// Runs `hearth loadtest`: against `--url`, or a server started here on
+/// synthetic agents (no database; the hashed embedder, so the test
+/// measures the server rather than the embedding model).
+async fn loadtest(
+    args: &LoadtestArgs,
+    home: &std::path::Path,
+) -> Result<crate::loadtest::Report, CliError> {
+    use crate::loadtest::{LoadOptions, Slo, drive};
+    let slo = args.slo.as_deref().map(Slo::load).transpose()?;
+    if args.clients == 0 {
+        return Err(CliError::Usage("--clients must be at least 1".into()));
+    }
+    if args.agents > MAX_SYNTHETIC_AGENTS {
+        return Err(CliError::Usage(format!(
+            "--agents {} is more than this build serves ({MAX_SYNTHETIC_AGENTS})",
+            args.agents
+        )));
+    }
+    let options = LoadOptions {
+        url: args.url.clone(),
+        world: args.world.clone(),
+        agents: args.agents,
+        clients: args.clients,
+        duration: args.duration,
+        ramp: args.ramp,
+        seed: args.seed,
+        area: args.area,
+        tick_rate: args.tick_rate,
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    let progress = |line: &str| bar.set_message(line.to_owned());
+    let mut report = match &args.url {
+        Some(url) => {
+            let (w, h) = args
+                .map_size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--map-size {:?} is not WIDTHxHEIGHT",
+                        args.map_size
+                    ))
+                })?;
+            let metrics = url
+                .replacen("ws://", "http://", 1)
+                .replacen("wss://", "https://", 1)
+                .trim_end_matches('/')
+                .trim_end_matches("/ws")
+                .to_owned()
+                + "/metrics";
+            drive(&options, url, &metrics, (w, h), progress).await?
+        }
+        None => {
+            let content = crate::content::synthetic::world(args.agents, args.seed);
+            let map = (content.map.width, content.map.height);
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(CliError::Io)?
+                .port();
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let sim = SimConfig {
+                seed: args.seed,
+                tick_rate: args.tick_rate,
+                ..SimConfig::default()
+            };
+            let serve_options = ServeOptions {
+                world: args.world.clone(),
+                listen,
+                // a home of its own, without the embedding model: the
+                // hashed embedder (said in the log)
+                home: home.join("loadtest"),
+                lore: home.join("loadtest").join("no-lore"),
+                ..ServeOptions::default()
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(async move {
+                serve::run(None, content, sim, serve_options, async {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            let base = format!("http://{listen}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            loop {
+                if server.is_finished() {
+                    let why = match server.await {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(())) => "it stopped".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(crate::loadtest::LoadtestError::Server(why).into());
+                }
+                if let Ok(r) = reqwest::get(format!("{base}/readyz")).await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(crate::loadtest::LoadtestError::Server(
+                        "not ready within 120 s".into(),
+                    )
+                    .into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let report = drive(
+                &options,
+                &format!("ws://{listen}/ws"),
+                &format!("{base}/metrics"),
+                map,
+                progress,
+            )
+            .await;
+            let _ = stop.send(());
+            match tokio::time::timeout(std::time::Duration::from_secs(15), server).await {
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "the load test's server stopped with an error")
+                }
+                Err(_) => tracing::warn!("the load test's server did not stop within 15 s"),
+                _ => {}
+            }
+            report?
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(slo) = slo {
+        report.violations = slo.verdict(&report);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod content;
 pub mod export;
+pub mod loadtest;
 pub mod memories;
 pub mod mind;
 pub mod net;

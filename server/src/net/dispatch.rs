@@ -360,6 +360,14 @@ impl Task {
                 _ => {}
             }
         }
+        if let Some(finished) = pending.finished {
+            // the tick's end on the wall clock: now, less how long ago it was
+            let ago = finished.elapsed();
+            if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                self.core
+                    .set_tick_time(since.saturating_sub(ago).as_secs_f64() * 1000.0);
+            }
+        }
         let before = self.core.stats;
         let dropped = self.core.tick(&frame, &pending.events, Instant::now());
         if let Some(finished) = pending.finished {

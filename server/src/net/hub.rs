@@ -96,6 +96,9 @@ pub struct HubCore {
     speech: HashMap<u32, (String, u64)>,
     clients: HashMap<u64, Client>,
     pub stats: HubStats,
+    /// When the world finished the tick being sent (Unix ms), stamped on
+    /// snapshots and deltas as `at`.
+    tick_at: Option<f64>,
 }
 
 impl HubCore {
@@ -110,6 +113,7 @@ impl HubCore {
             speech: HashMap::new(),
             clients: HashMap::new(),
             stats: HubStats::default(),
+            tick_at: None,
         }
     }
 
@@ -261,6 +265,7 @@ impl HubCore {
             id,
             tick: self.mirror.tick,
             game_time: game_time::to_timestamp(self.mirror.game_seconds),
+            at: self.tick_at,
             entities,
         })
     }
@@ -317,6 +322,12 @@ impl HubCore {
     /// Applies the world's frame (and who spoke during it), queues each
     /// subscribed client's delta, then the events about what it sees;
     /// returns the clients dropped for being too slow or gone.
+    /// Stamps what goes out from now on with the time the world finished
+    /// its tick (Unix milliseconds).
+    pub fn set_tick_time(&mut self, unix_ms: f64) {
+        self.tick_at = Some(unix_ms);
+    }
+
     pub fn tick(
         &mut self,
         frame: &ViewFrame,
@@ -696,6 +707,7 @@ impl HubCore {
         ServerMessage::Delta(Delta {
             tick: self.mirror.tick,
             game_time,
+            at: self.tick_at,
             changed,
             entered,
             left,

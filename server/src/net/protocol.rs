@@ -969,6 +969,10 @@ pub struct Snapshot {
     pub id: Option<RequestId>,
     pub tick: u64,
     pub game_time: NaiveDateTime,
+    /// When the world finished the tick: Unix time in milliseconds (with a
+    /// fraction), for measuring delivery latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<f64>,
     /// Full states (every field present).
     pub entities: Vec<EntityState>,
 }
@@ -978,6 +982,10 @@ pub struct Snapshot {
 pub struct Delta {
     pub tick: u64,
     pub game_time: NaiveDateTime,
+    /// When the world finished the tick: Unix time in milliseconds (with a
+    /// fraction), for measuring delivery latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<f64>,
     /// Each with its changed fields only.
     #[serde(default)]
     pub changed: Vec<EntityState>,
