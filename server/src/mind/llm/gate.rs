@@ -4,12 +4,16 @@
 //! before a memory's rating), a requests-per-minute bucket, and a token
 //! budget per game day. In-memory state only; touches nothing else.
 //!
+//! A waiting request's priority grows by [`AGING_PER_SECOND`] for every
+//! second it has waited, so a steady stream of urgent requests cannot
+//! starve the rest: a rating (40) that has waited 12 s goes before a fresh
+//! line (150).
+//!
 //! Written by hand: tokio's semaphore admits in arrival order only, and the
 //! rate-limit crates wait without a deadline or a priority; here every wait
-//! is bounded by the caller's deadline and the queue is a priority heap.
+//! is bounded by the caller's deadline and the queue is ordered by aged
+//! priority.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,10 +27,14 @@ pub struct Gate {
     state: Mutex<GateState>,
 }
 
+/// Priority a waiting request gains per second waited.
+pub const AGING_PER_SECOND: f64 = 10.0;
+
 #[derive(Debug)]
 struct GateState {
     free: usize,
-    waiting: BinaryHeap<Waiter>,
+    /// In arrival order.
+    waiting: Vec<Waiter>,
     seq: u64,
 }
 
@@ -34,27 +42,14 @@ struct GateState {
 struct Waiter {
     priority: u8,
     seq: u64,
+    since: Instant,
     tx: oneshot::Sender<()>,
 }
 
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == CmpOrdering::Equal
-    }
-}
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiter {
-    /// The heap's greatest is the highest priority, then the lowest
-    /// sequence number (the oldest).
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+impl Waiter {
+    /// Its priority with what it has gained by waiting.
+    fn aged(&self, now: Instant) -> f64 {
+        f64::from(self.priority) + now.duration_since(self.since).as_secs_f64() * AGING_PER_SECOND
     }
 }
 
@@ -91,7 +86,7 @@ impl Gate {
         Arc::new(Gate {
             state: Mutex::new(GateState {
                 free: limit.max(1),
-                waiting: BinaryHeap::new(),
+                waiting: Vec::new(),
                 seq: 0,
             }),
         })
@@ -115,7 +110,12 @@ impl Gate {
             let (tx, rx) = oneshot::channel();
             st.seq += 1;
             let seq = st.seq;
-            st.waiting.push(Waiter { priority, seq, tx });
+            st.waiting.push(Waiter {
+                priority,
+                seq,
+                since: Instant::now(),
+                tx,
+            });
             rx
         };
         let mut waiting = Waiting {
@@ -132,10 +132,26 @@ impl Gate {
         }
     }
 
-    /// Hands a freed place to the best waiter still waiting, or keeps it.
+    /// Hands a freed place to the waiter with the highest aged priority
+    /// (the oldest among equals) still waiting, or keeps it.
     fn release(&self) {
         let mut st = self.lock();
-        while let Some(w) = st.waiting.pop() {
+        let now = Instant::now();
+        // those who gave up leave the queue
+        st.waiting.retain(|w| !w.tx.is_closed());
+        while !st.waiting.is_empty() {
+            let best = st
+                .waiting
+                .iter()
+                .enumerate()
+                .max_by(|(_, a), (_, b)| {
+                    a.aged(now)
+                        .total_cmp(&b.aged(now))
+                        .then_with(|| b.seq.cmp(&a.seq))
+                })
+                .map_or(0, |(i, _)| i);
+            // keep arrival order for the rest
+            let w = st.waiting.remove(best);
             if w.tx.send(()).is_ok() {
                 return;
             }
@@ -261,6 +277,36 @@ mod tests {
             *order.lock().expect("lock"),
             vec!["high", "mid", "low-old", "low-new"]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_ages_a_low_priority_ahead_of_fresh_urgent_ones() {
+        let gate = Gate::new(1);
+        let far = Instant::now() + Duration::from_secs(60);
+        let held = gate.acquire(0, far).await.expect("free place");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (g, o) = (gate.clone(), order.clone());
+        let rating = tokio::spawn(async move {
+            let _p = g.acquire(40, far).await.expect("admitted");
+            o.lock().expect("lock").push("rating");
+        });
+        while gate.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        // 12 s later (40 + 120 > 150) a line arrives
+        tokio::time::advance(Duration::from_secs(12)).await;
+        let (g, o) = (gate.clone(), order.clone());
+        let line = tokio::spawn(async move {
+            let _p = g.acquire(150, far).await.expect("admitted");
+            o.lock().expect("lock").push("line");
+        });
+        while gate.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        rating.await.expect("rating");
+        line.await.expect("line");
+        assert_eq!(*order.lock().expect("lock"), vec!["rating", "line"]);
     }
 
     #[tokio::test]
