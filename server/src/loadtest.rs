@@ -70,6 +70,9 @@ pub struct Slo {
     /// Clients that must be connected at the end, as a fraction of those
     /// started (0..=1).
     pub min_connected: Option<f64>,
+    /// Growth of the process's RSS from the end of the warm-up to the end
+    /// of the run, in percent (soak runs; server started here only).
+    pub max_rss_growth_percent: Option<f64>,
 }
 
 impl Slo {
@@ -85,6 +88,7 @@ impl Slo {
             ("tick_p99_ms", slo.tick_p99_ms),
             ("delivery_p99_ms", slo.delivery_p99_ms),
             ("min_connected", slo.min_connected),
+            ("max_rss_growth_percent", slo.max_rss_growth_percent),
         ] {
             if let Some(v) = v
                 && !(v.is_finite() && v >= 0.0)
@@ -127,6 +131,15 @@ impl Slo {
                 && got > limit
             {
                 out.push(format!("{key} = {limit}: measured {got}"));
+            }
+        }
+        if let Some(limit) = self.max_rss_growth_percent {
+            match r.rss_growth_percent {
+                Some(g) if g <= limit => {}
+                Some(g) => out.push(format!("max_rss_growth_percent = {limit}: measured {g:.1}")),
+                None => out.push(format!(
+                    "max_rss_growth_percent = {limit}: RSS is only measured for a server started here"
+                )),
             }
         }
         if let Some(frac) = self.min_connected {
@@ -184,6 +197,12 @@ pub struct Report {
     /// By kind: `connect`, `handshake`, an error frame's code, `close_<code>`.
     pub errors: BTreeMap<String, u64>,
     pub process: Option<Usage>,
+    /// The process's RSS (MB) every 10 s: (seconds since the start, MB);
+    /// empty for a remote server.
+    pub rss_mb_over_time: Vec<(u64, f64)>,
+    /// RSS growth from the end of the warm-up (the ramp, plus a tenth of
+    /// the duration) to the end, in percent.
+    pub rss_growth_percent: Option<f64>,
     /// The SLO lines missed (empty when met or without an SLO).
     pub violations: Vec<String>,
 }
@@ -253,6 +272,11 @@ impl Report {
                     || "n/a (remote server)".to_owned(),
                     |u| format!("RSS {:.0} MB, CPU {:.0} %", u.rss_mb, u.cpu_percent),
                 ),
+            ),
+            (
+                "RSS after warm-up",
+                self.rss_growth_percent
+                    .map_or_else(|| "n/a".to_owned(), |g| format!("{g:+.1} %")),
             ),
         ];
         rows.push((
@@ -616,11 +640,27 @@ pub async fn drive(
             out
         })
     };
-    // the progress line, once a second, until the end
+    // the progress line, once a second, until the end; RSS every 10 s
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_messages = 0;
+    let local = options.url.is_none();
+    let warm = options.ramp + options.duration / 10;
+    let mut rss: Vec<(u64, f64)> = Vec::new();
+    let mut warm_rss = None;
+    let mut seconds = 0u64;
     while Instant::now() < end {
         tick.tick().await;
+        if local {
+            if seconds.is_multiple_of(10)
+                && let Some((mb, _)) = process_usage()
+            {
+                rss.push((started.elapsed().as_secs(), (mb * 10.0).round() / 10.0));
+            }
+            if warm_rss.is_none() && started.elapsed() >= warm {
+                warm_rss = process_usage().map(|(mb, _)| mb);
+            }
+        }
+        seconds += 1;
         let messages = shared.messages.load(Ordering::Relaxed);
         let p99 = shared
             .window
@@ -659,7 +699,15 @@ pub async fn drive(
             reason: format!("errors: {errors:?}"),
         });
     }
-    let process = match (usage_before, process_usage()) {
+    let end_usage = process_usage();
+    let rss_growth_percent = match (warm_rss, end_usage) {
+        (Some(w), Some((e, _))) if local && w > 0.0 => Some(((e - w) / w * 1000.0).round() / 10.0),
+        _ => None,
+    };
+    if local && let Some((mb, _)) = end_usage {
+        rss.push((started.elapsed().as_secs(), (mb * 10.0).round() / 10.0));
+    }
+    let process = match (usage_before, end_usage) {
         (Some((_, cpu0)), Some((rss, cpu1))) if options.url.is_none() => Some(Usage {
             rss_mb: (rss * 10.0).round() / 10.0,
             cpu_percent: ((cpu1 - cpu0) / elapsed * 100.0).round(),
@@ -686,6 +734,8 @@ pub async fn drive(
         disconnects: shared.disconnects.load(Ordering::Relaxed),
         errors,
         process,
+        rss_mb_over_time: rss,
+        rss_growth_percent,
         violations: Vec::new(),
     })
 }
@@ -739,6 +789,8 @@ mod tests {
             disconnects: 1,
             errors: BTreeMap::from([("close_1013".to_owned(), 1)]),
             process: None,
+            rss_mb_over_time: Vec::new(),
+            rss_growth_percent: None,
             violations: Vec::new(),
         }
     }
@@ -766,6 +818,24 @@ mod tests {
         assert_eq!(v.len(), 5, "{v:?}");
         assert!(v[0].starts_with("tick_p99_ms = 2: measured 3.00"), "{v:?}");
         assert!(r.table().contains("delivery latency"));
+        let soak = Slo {
+            max_rss_growth_percent: Some(5.0),
+            ..Slo::default()
+        };
+        assert_eq!(soak.verdict(&r).len(), 1, "no RSS measured: missed");
+        let grown = Report {
+            rss_growth_percent: Some(7.5),
+            ..r.clone()
+        };
+        assert_eq!(
+            soak.verdict(&grown),
+            vec!["max_rss_growth_percent = 5: measured 7.5".to_owned()]
+        );
+        let steady = Report {
+            rss_growth_percent: Some(1.0),
+            ..r
+        };
+        assert!(soak.verdict(&steady).is_empty());
     }
 
     #[test]

@@ -67,6 +67,8 @@ fn a_short_load_test_reports_and_an_impossible_slo_fails_it() {
         "disconnects",
         "errors",
         "process",
+        "rss_mb_over_time",
+        "rss_growth_percent",
         "violations",
     ] {
         assert!(report.get(key).is_some(), "no {key} in {report:#}");
@@ -90,6 +92,13 @@ fn a_short_load_test_reports_and_an_impossible_slo_fails_it() {
     }
     assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
     assert!(report["process"]["rss_mb"].as_f64().unwrap_or(0.0) > 1.0);
+    assert!(
+        report["rss_mb_over_time"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "{report:#}"
+    );
+    assert!(report["rss_growth_percent"].is_number(), "{report:#}");
     assert_eq!(report["violations"], serde_json::json!([]));
 
     // thresholds no server can meet: exit 1, the report still printed, and
