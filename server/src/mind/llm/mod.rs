@@ -40,6 +40,10 @@ use crate::content::AgentDef;
 use crate::mind::memory::GameSeconds;
 use crate::mind::openai::{backoff, error_chain, error_message, retry_after};
 
+/// Worlds with more agents than this get no per-agent request metric (one
+/// time series per agent would swamp Prometheus); `llm_calls` has them all.
+const MAX_AGENT_LABELS: usize = 1_000;
+
 /// How much of a response is kept in an error message.
 const SNIPPET_CHARS: usize = 200;
 
@@ -350,7 +354,9 @@ impl Llm {
             let mode = self.mode(endpoint);
             let sent = Instant::now();
             self.count(|s| *s.requests.entry(kind.as_str()).or_default() += 1);
-            if let Some(a) = req.agent.and_then(|a| self.slugs.get(a as usize)) {
+            if self.slugs.len() <= MAX_AGENT_LABELS
+                && let Some(a) = req.agent.and_then(|a| self.slugs.get(a as usize))
+            {
                 metrics::counter!("hearth_llm_agent_requests_total", "agent" => a.clone())
                     .increment(1);
             }
