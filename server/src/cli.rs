@@ -331,9 +331,23 @@ pub struct LoadtestArgs {
     /// Synthetic agents of the server started here.
     #[arg(long, default_value_t = 1_000)]
     pub agents: usize,
-    /// WebSocket clients, each watching a random area.
+    /// WebSocket clients, each watching a random area (players included).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
+    /// Of the clients, players: each logs in with an account of its own,
+    /// follows its character, and walks and talks.
+    #[arg(long, default_value_t = 0)]
+    pub players: usize,
+    /// Each player's actions per minute (a walk to a place, then a line to
+    /// everyone near, in turn).
+    #[arg(long, default_value_t = 12)]
+    pub player_actions_per_minute: u32,
+    /// Start the server here without a database (spectators only).
+    #[arg(long)]
+    pub no_db: bool,
+    /// Keep the world and its accounts in the database afterwards.
+    #[arg(long)]
+    pub keep: bool,
     /// How long every client stays, after the ramp.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
@@ -602,7 +616,12 @@ pub async fn run(
             .await?;
         }
         Command::Loadtest(args) => {
-            let report = loadtest(&args, &cli.home).await?;
+            let db = if args.url.is_none() && !args.no_db {
+                Some(database()?)
+            } else {
+                None
+            };
+            let report = loadtest(&args, &cli.home, db).await?;
             match args.report {
                 ReportFormat::Json => writeln!(
                     out,
@@ -939,11 +958,24 @@ fn report_versions(
 async fn loadtest(
     args: &LoadtestArgs,
     home: &std::path::Path,
+    db: Option<(DatabaseTarget, Migrations)>,
 ) -> Result<crate::loadtest::Report, CliError> {
-    use crate::loadtest::{LoadOptions, Slo, drive};
+    use crate::loadtest::{Identities, LoadOptions, Slo, drive};
     let slo = args.slo.as_deref().map(Slo::load).transpose()?;
     if args.clients == 0 {
         return Err(CliError::Usage("--clients must be at least 1".into()));
+    }
+    if args.players > args.clients {
+        return Err(CliError::Usage(format!(
+            "--players {} is more than --clients {}: players are among the clients",
+            args.players, args.clients
+        )));
+    }
+    if args.players > 0 && (args.url.is_some() || db.is_none()) {
+        return Err(CliError::Usage(
+            "players need accounts: run without --url and without --no-db, so the test creates them"
+                .into(),
+        ));
     }
     if args.agents > MAX_SYNTHETIC_AGENTS {
         return Err(CliError::Usage(format!(
@@ -951,9 +983,15 @@ async fn loadtest(
             args.agents
         )));
     }
-    let options = LoadOptions {
+    // a fresh world per run in the database, unless one is named
+    let world = if db.is_some() && args.world == "loadtest" {
+        format!("loadtest-{:08x}", rand::random::<u32>())
+    } else {
+        args.world.clone()
+    };
+    let mut options = LoadOptions {
         url: args.url.clone(),
-        world: args.world.clone(),
+        world: world.clone(),
         agents: args.agents,
         clients: args.clients,
         duration: args.duration,
@@ -961,6 +999,8 @@ async fn loadtest(
         seed: args.seed,
         area: args.area,
         tick_rate: args.tick_rate,
+        player_actions_per_minute: args.player_actions_per_minute,
+        places: Vec::new(),
     };
     let bar = indicatif::ProgressBar::new_spinner();
     let progress = |line: &str| bar.set_message(line.to_owned());
@@ -983,11 +1023,26 @@ async fn loadtest(
                 .trim_end_matches("/ws")
                 .to_owned()
                 + "/metrics";
-            drive(&options, url, &metrics, (w, h), progress).await?
+            drive(
+                &options,
+                url,
+                &metrics,
+                (w, h),
+                &Identities::default(),
+                progress,
+            )
+            .await?
         }
         None => {
             let content = crate::content::synthetic::world(args.agents, args.seed);
             let map = (content.map.width, content.map.height);
+            options.places = content
+                .map
+                .locations
+                .iter()
+                .filter(|l| !l.walkable.is_empty())
+                .map(|l| l.name.clone())
+                .collect();
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map_err(CliError::Io)?
@@ -999,7 +1054,7 @@ async fn loadtest(
                 ..SimConfig::default()
             };
             let serve_options = ServeOptions {
-                world: args.world.clone(),
+                world: world.clone(),
                 listen,
                 // a home of its own, without the embedding model: the
                 // hashed embedder (said in the log)
@@ -1008,10 +1063,17 @@ async fn loadtest(
                 ..ServeOptions::default()
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server_db = db.clone();
             let server = tokio::spawn(async move {
-                serve::run(None, content, sim, serve_options, async {
-                    let _ = stopped.await;
-                })
+                serve::run(
+                    server_db.as_ref().map(|(t, m)| (t, m)),
+                    content,
+                    sim,
+                    serve_options,
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
                 .await
             });
             let base = format!("http://{listen}");
@@ -1038,14 +1100,26 @@ async fn loadtest(
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            let report = drive(
-                &options,
-                &format!("ws://{listen}/ws"),
-                &format!("{base}/metrics"),
-                map,
-                progress,
-            )
-            .await;
+            let accounts = match &db {
+                Some((target, _)) => loadtest_accounts(target, &base, &world, args.players).await,
+                None => Ok((Identities::default(), Vec::new())),
+            };
+            let report = match &accounts {
+                Ok((who, _)) => {
+                    drive(
+                        &options,
+                        &format!("ws://{listen}/ws"),
+                        &format!("{base}/metrics"),
+                        map,
+                        who,
+                        progress,
+                    )
+                    .await
+                }
+                Err(e) => Err(crate::loadtest::LoadtestError::Server(format!(
+                    "cannot create the test's accounts: {e}"
+                ))),
+            };
             let _ = stop.send(());
             match tokio::time::timeout(std::time::Duration::from_secs(15), server).await {
                 Ok(Ok(Err(e))) => {
@@ -1053,6 +1127,14 @@ async fn loadtest(
                 }
                 Err(_) => tracing::warn!("the load test's server did not stop within 15 s"),
                 _ => {}
+            }
+            if let Some((target, _)) = &db
+                && !args.keep
+            {
+                let users = accounts.map(|(_, u)| u).unwrap_or_default();
+                if let Err(e) = loadtest_teardown(target, &world, &users).await {
+                    tracing::warn!(error = %e, world, "cannot remove the load test's world");
+                }
             }
             report?
         }
@@ -1062,6 +1144,85 @@ async fn loadtest(
         report.violations = slo.verdict(&report);
     }
     Ok(report)
+}
+
+/// Creates the load test's accounts in `world` (one spectator shared by the
+/// spectators, one player per player, each with its character) and logs
+/// them in over HTTP at `base`; returns their tokens and the user names.
+async fn loadtest_accounts(
+    target: &DatabaseTarget,
+    base: &str,
+    world: &str,
+    players: usize,
+) -> Result<(crate::loadtest::Identities, Vec<String>), String> {
+    use crate::net::auth::{Password, Role, UserAdd, add_user};
+    let client = connect_checked(target).await.map_err(|e| e.to_string())?;
+    let tag = world.trim_start_matches("loadtest-");
+    let password: String = format!("lt-{:016x}", rand::random::<u64>());
+    let http = reqwest::Client::new();
+    let mut names = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..=players {
+        let (name, role) = if i == 0 {
+            (format!("lt{tag}s"), Role::Spectator)
+        } else {
+            (format!("lt{tag}p{i}"), Role::Player)
+        };
+        add_user(
+            &client,
+            UserAdd {
+                name: name.clone(),
+                role,
+                world: world.to_owned(),
+                password: Some(Password(password.clone())),
+                email: None,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let answer: serde_json::Value = http
+            .post(format!("{base}/auth/login"))
+            .json(&serde_json::json!({"username": name, "password": password}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = answer["token"]
+            .as_str()
+            .ok_or_else(|| format!("no token for {name}: {answer}"))?
+            .to_owned();
+        names.push(name);
+        tokens.push(token);
+    }
+    let spectator = tokens.first().cloned();
+    Ok((
+        crate::loadtest::Identities {
+            spectator,
+            players: tokens.into_iter().skip(1).collect(),
+        },
+        names,
+    ))
+}
+
+/// Removes the load test's world (its agents, memories, characters and
+/// roles go with it) and its accounts.
+async fn loadtest_teardown(
+    target: &DatabaseTarget,
+    world: &str,
+    users: &[String],
+) -> Result<(), String> {
+    let client = connect_checked(target).await.map_err(|e| e.to_string())?;
+    client
+        .execute("DELETE FROM worlds WHERE slug = $1", &[&world])
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .execute("DELETE FROM users WHERE username = ANY($1)", &[&users])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -56,6 +56,19 @@ pub struct LoadOptions {
     pub area: u16,
     /// Of the server started here.
     pub tick_rate: u32,
+    /// Players' actions (a walk or a line, alternately) per minute each.
+    pub player_actions_per_minute: u32,
+    /// Places players walk to (the map's location names); none: they only
+    /// talk.
+    pub places: Vec<String>,
+}
+
+/// Who the clients are: anonymous spectators, spectators with a token, and
+/// players (one token each).
+#[derive(Debug, Clone, Default)]
+pub struct Identities {
+    pub spectator: Option<String>,
+    pub players: Vec<String>,
 }
 
 /// Limits a run must keep (`--slo FILE`, TOML); a missing key is no limit.
@@ -178,6 +191,8 @@ pub struct Report {
     /// Agents of the server started here (unknown for `--url`).
     pub agents: Option<usize>,
     pub clients: usize,
+    /// Of the clients, how many were players.
+    pub players: usize,
     pub connected_at_end: usize,
     pub duration_s: f64,
     /// The server's tick time (its `/metrics`).
@@ -225,8 +240,8 @@ impl Report {
             (
                 "clients",
                 format!(
-                    "{} ({} connected at the end)",
-                    self.clients, self.connected_at_end
+                    "{} ({} players; {} connected at the end)",
+                    self.clients, self.players, self.connected_at_end
                 ),
             ),
             ("duration", format!("{:.1} s", self.duration_s)),
@@ -419,11 +434,26 @@ struct Incoming {
     code: Option<String>,
 }
 
-/// One client's life: connect, hello, subscribe, then count until the end.
+/// What one client is.
+#[derive(Debug, Clone)]
+enum Role {
+    /// Watches this area (x, y, w, h).
+    Spectator(u16, u16, u16, u16),
+    /// Follows its character, walks to `places` and talks, `every` apart.
+    Player {
+        every: Duration,
+        places: Arc<Vec<String>>,
+        seed: u64,
+    },
+}
+
+/// One client's life: connect, hello, subscribe, then count (and, for a
+/// player, act) until the end.
 async fn client(
     url: String,
     world: String,
-    area: (u16, u16, u16, u16),
+    token: Option<String>,
+    role: Role,
     end: Instant,
     shared: Arc<Shared>,
 ) {
@@ -445,7 +475,10 @@ async fn client(
                 return;
             }
         };
-    let hello = serde_json::json!({"type": "hello", "id": 1, "world": world});
+    let mut hello = serde_json::json!({"type": "hello", "id": 1, "world": world});
+    if let Some(t) = token {
+        hello["token"] = serde_json::Value::String(t);
+    }
     if ws.send(Message::text(hello.to_string())).await.is_err() {
         shared.error("handshake");
         return;
@@ -467,9 +500,12 @@ async fn client(
         shared.error("handshake");
         return;
     }
-    let (x, y, w, h) = area;
-    let subscribe =
-        serde_json::json!({"type": "subscribe", "id": 2, "area": {"x": x, "y": y, "w": w, "h": h}});
+    let subscribe = match &role {
+        Role::Spectator(x, y, w, h) => {
+            serde_json::json!({"type": "subscribe", "id": 2, "area": {"x": x, "y": y, "w": w, "h": h}})
+        }
+        Role::Player { .. } => serde_json::json!({"type": "subscribe", "id": 2}),
+    };
     if ws.send(Message::text(subscribe.to_string())).await.is_err() {
         shared.error("handshake");
         return;
@@ -479,9 +515,38 @@ async fn client(
     let mut snapshots = 0u64;
     // whether the client is still connected when the run ends
     let mut stayed = false;
+    let (mut next_act, mut acts, mut rng) = match &role {
+        Role::Player { every, seed, .. } => (
+            Instant::now() + *every,
+            0u64,
+            rand_chacha::ChaCha8Rng::seed_from_u64(*seed),
+        ),
+        Role::Spectator(..) => (end, 0, rand_chacha::ChaCha8Rng::seed_from_u64(0)),
+    };
     loop {
-        let next = tokio::time::timeout_at(end.into(), ws.next()).await;
+        if let Role::Player { every, places, .. } = &role
+            && Instant::now() >= next_act
+        {
+            next_act += *every;
+            acts += 1;
+            let id = 100 + acts;
+            let action = if acts % 2 == 1 && !places.is_empty() {
+                let place = &places[rng.random_range(0..places.len())];
+                serde_json::json!({"type": "move_to", "id": id, "location": place})
+            } else {
+                serde_json::json!({"type": "say", "id": id, "text": "Hello, everyone! How is the day going?"})
+            };
+            if ws.send(Message::text(action.to_string())).await.is_err() {
+                shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                shared.error("connection");
+                break;
+            }
+            shared.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let wake = next_act.min(end);
+        let next = tokio::time::timeout_at(wake.into(), ws.next()).await;
         let message = match next {
+            Err(_) if Instant::now() < end => continue, // time to act
             Err(_) => {
                 // the run is over
                 stayed = true;
@@ -594,6 +659,7 @@ pub async fn drive(
     ws_url: &str,
     metrics_url: &str,
     map: (u16, u16),
+    who: &Identities,
     mut progress: impl FnMut(&str),
 ) -> Result<Report, LoadtestError> {
     let shared = Arc::new(Shared::new());
@@ -614,25 +680,42 @@ pub async fn drive(
         let url = ws_url.to_owned();
         let world = options.world.clone();
         let n = options.clients;
-        let areas: Vec<(u16, u16, u16, u16)> = (0..n)
-            .map(|_| {
-                let w = side.min(mw);
-                let h = side.min(mh);
-                let x = rng.random_range(0..=mw - w);
-                let y = rng.random_range(0..=mh - h);
-                (x, y, w, h)
+        let players = who.players.len().min(n);
+        let places = Arc::new(options.places.clone());
+        let act_every =
+            Duration::from_secs_f64(60.0 / f64::from(options.player_actions_per_minute.max(1)));
+        // players first, then spectators
+        let clients: Vec<(Option<String>, Role)> = (0..n)
+            .map(|i| {
+                if i < players {
+                    (
+                        Some(who.players[i].clone()),
+                        Role::Player {
+                            every: act_every,
+                            places: places.clone(),
+                            seed: options.seed.wrapping_add(i as u64),
+                        },
+                    )
+                } else {
+                    let w = side.min(mw);
+                    let h = side.min(mh);
+                    let x = rng.random_range(0..=mw - w);
+                    let y = rng.random_range(0..=mh - h);
+                    (who.spectator.clone(), Role::Spectator(x, y, w, h))
+                }
             })
             .collect();
         tokio::spawn(async move {
             let mut out = Vec::with_capacity(n);
-            for (i, area) in areas.into_iter().enumerate() {
+            for (i, (token, role)) in clients.into_iter().enumerate() {
                 if i > 0 && !every.is_zero() {
                     tokio::time::sleep(every).await;
                 }
                 out.push(tokio::spawn(client(
                     url.clone(),
                     world.clone(),
-                    area,
+                    token,
+                    role,
                     end,
                     shared.clone(),
                 )));
@@ -718,6 +801,7 @@ pub async fn drive(
         target: ws_url.to_owned(),
         agents: options.url.is_none().then_some(options.agents),
         clients: options.clients,
+        players: who.players.len().min(options.clients),
         connected_at_end,
         duration_s: (elapsed * 10.0).round() / 10.0,
         tick_ms,
@@ -765,6 +849,7 @@ mod tests {
             target: "ws://x/ws".into(),
             agents: Some(10),
             clients: 10,
+            players: 0,
             connected_at_end: 9,
             duration_s: 10.0,
             tick_ms: Some(Percentiles {

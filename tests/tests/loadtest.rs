@@ -1,10 +1,13 @@
 //! `hearth loadtest` end to end: the real binary starts its own server on
 //! synthetic agents, connects real WebSocket clients, and reports; an SLO
-//! that cannot be met fails the run with exit code 1 and names its lines.
+//! that cannot be met fails the run with exit code 1 and names its lines;
+//! with a database, players log in with accounts made for the run, and the
+//! world and accounts are removed afterwards.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use hearth_tests::TestDb;
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
@@ -22,6 +25,7 @@ fn loadtest(home: &std::path::Path, args: &[&str]) -> std::process::Output {
         .arg("--home")
         .arg(home)
         .arg("loadtest")
+        .arg("--no-db")
         .args(args)
         .env_remove("DATABASE_URL")
         .output()
@@ -147,5 +151,73 @@ fn a_short_load_test_reports_and_an_impossible_slo_fails_it() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("delivery_p99"));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_log_in_walk_and_talk_and_the_world_is_removed_afterwards() {
+    let db = TestDb::migrated().await;
+    let home = scratch("players");
+    let url = db.url();
+    let out = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_hearth-cli"))
+                .arg("--home")
+                .arg(&home)
+                .args(["--database-url", &url])
+                .args([
+                    "loadtest",
+                    "--agents",
+                    "300",
+                    "--clients",
+                    "8",
+                    "--players",
+                    "3",
+                    "--player-actions-per-minute",
+                    "60",
+                    "--duration",
+                    "6s",
+                    "--ramp",
+                    "1s",
+                    "--report",
+                    "json",
+                ])
+                .env_remove("DATABASE_URL")
+                .output()
+                .expect("the binary runs")
+        }
+    })
+    .await
+    .expect("joined");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(
+        (report["clients"].as_u64(), report["players"].as_u64()),
+        (Some(8), Some(3))
+    );
+    assert_eq!(report["connected_at_end"], 8, "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+    // hello and subscribe from each, then the players' walks and lines
+    let sent = report["messages_out"].as_u64().unwrap_or(0);
+    assert!(sent >= 16 + 3 * 3, "{report:#}");
+    assert!(report["deltas"].as_u64().unwrap_or(0) > 0, "{report:#}");
+    // the world and the accounts are gone
+    let client = db.client().await;
+    let worlds: i64 = client
+        .query_one(
+            "SELECT count(*) FROM worlds WHERE slug LIKE 'loadtest-%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users WHERE username LIKE 'lt%'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!((worlds, users), (0, 0));
     let _ = std::fs::remove_dir_all(&home);
 }
