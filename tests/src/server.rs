@@ -22,6 +22,9 @@
 //! run from `tests/`, where the default `assets/lore` is not). Dropping a
 //! [`Server`] without stopping it tells it to shut down all the same (its
 //! stop channel closes), without waiting.
+//!
+//! Game clients connect with [`Server::connect`] (protocol v1's
+//! subprotocol, checked) and talk through [`send`] and [`next_json`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -333,6 +336,66 @@ impl Server {
         let addr = self.addr.clone();
         if let Err(e) = self.try_stop().await {
             panic!("stopping the server on {addr}: {e}");
+        }
+    }
+}
+
+/// A game client's WebSocket connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Server {
+    /// A game client connected to `/ws` with protocol v1's subprotocol,
+    /// which the server must accept.
+    pub async fn connect(&self) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = self
+            .ws_url()
+            .into_client_request()
+            .expect("a WebSocket URL");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            hearth::net::protocol::SUBPROTOCOL
+                .parse()
+                .expect("a header value"),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the server accepts the connection");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(hearth::net::protocol::SUBPROTOCOL)
+        );
+        ws
+    }
+}
+
+/// Sends `v` as a text frame.
+pub async fn send(ws: &mut Ws, v: &serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        v.to_string().into(),
+    ))
+    .await
+    .expect("the frame is sent");
+}
+
+/// The next text frame as JSON (10 s at most); panics on a close.
+pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the connection is open")
+            .expect("a frame");
+        match frame {
+            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
         }
     }
 }

@@ -26,17 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hearth_tests::llm_server::{Reply, ScriptedLlm};
-use hearth_tests::server::Server;
+use hearth_tests::server::{Server, Ws, next_json as next, send};
 use hearth_tests::{TestDb, workspace_root};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The model the world is configured with.
 const MODEL: &str = "village-7b";
@@ -469,7 +464,7 @@ fn kinds_asked(llm: &ScriptedLlm) -> BTreeMap<String, usize> {
 
 /// A spectator of the whole map.
 async fn spectate(server: &Server, world: &str) -> Ws {
-    let mut ws = connect(server).await;
+    let mut ws = server.connect().await;
     send(
         &mut ws,
         &json!({"type": "hello", "id": "h", "world": world}),
@@ -682,34 +677,6 @@ async fn a_dead_model_never_stalls_the_world() {
 
 // --- c. a player is answered by the model ----------------------------------
 
-async fn connect(server: &Server) -> Ws {
-    let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", "hearth.v1.json".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws
-}
-
-async fn send(ws: &mut Ws, v: &Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next text frame as JSON (10 s at most).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the connection is open")
-            .expect("a frame");
-        match frame {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => {}
-        }
-    }
-}
-
 /// The answer to request `id` (skipping pushes; 30 s at most).
 async fn answer(ws: &mut Ws, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -861,7 +828,7 @@ async fn a_player_is_answered_by_the_model() {
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap_or_else(|| panic!("{login}"));
-    let mut ws = connect(&server).await;
+    let mut ws = server.connect().await;
     send(
         &mut ws,
         &json!({"type": "hello", "id": "h", "world": "llm-player", "token": token}),

@@ -15,13 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hearth_tests::TestDb;
-use hearth_tests::server::Server;
+use hearth_tests::server::{Server, Ws, next_json as next, send};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// `hearth serve` of `world` with `agents` synthetic agents and `extra` flags.
 async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Server {
@@ -35,23 +32,9 @@ async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Serve
         .await
 }
 
-async fn connect(server: &Server) -> Ws {
-    let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", "hearth.v1.json".parse().unwrap());
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(
-        resp.headers()
-            .get("sec-websocket-protocol")
-            .map(|v| v.to_str().unwrap()),
-        Some("hearth.v1.json")
-    );
-    ws
-}
-
 /// Connects and says hello; returns the connection and the welcome.
 async fn join(server: &Server, world: &str, token: Option<&str>) -> (Ws, Value) {
-    let mut ws = connect(server).await;
+    let mut ws = server.connect().await;
     let mut hello = json!({"type": "hello", "id": "h", "world": world});
     if let Some(t) = token {
         hello["token"] = json!(t);
@@ -68,26 +51,6 @@ async fn metrics(server: &Server) -> String {
         .text()
         .await
         .unwrap()
-}
-
-async fn send(ws: &mut Ws, v: &Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next text frame as JSON (10 s at most).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("the connection is open")
-            .expect("a frame");
-        match frame {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// The next frame of one of `types`, skipping others (30 s at most).
@@ -496,7 +459,7 @@ async fn bad_input_gets_error_frames_then_the_right_close() {
     let db = TestDb::migrated().await;
     let server = start(&db, "ws-bad", 20, &[]).await;
     // before hello: not_ready; a wrong world: not_found and a close
-    let mut ws = connect(&server).await;
+    let mut ws = server.connect().await;
     send(
         &mut ws,
         &json!({"type": "subscribe", "id": 1, "area": everywhere()}),

@@ -19,7 +19,7 @@ use crate::content::AgentDef;
 use crate::mind::llm::{Kind, Llm, Request, priority};
 use crate::mind::memory::GameSeconds;
 use crate::mind::memory::MemoryKind;
-use crate::mind::prompt::{affection_word, game_time_label, identity};
+use crate::mind::prompt::{WEEKDAYS, affection_word, game_time_label, identity};
 use crate::mind::service::WeakMemoryService;
 use crate::world::events::{Command, LineWanted, PlanWanted};
 
@@ -276,16 +276,6 @@ impl Thinker {
         Some((text, v["end"].as_bool().unwrap_or(false)))
     }
 }
-
-const WEEKDAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
 
 /// "HH:MM" of a game minute.
 fn clock_label(minute: u64) -> String {

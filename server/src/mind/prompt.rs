@@ -34,7 +34,8 @@ use crate::content::agent::BigFive;
 use crate::mind::memory::{GameSeconds, Memory, MemoryKind};
 
 const DAY: GameSeconds = 24 * 60 * 60;
-const WEEKDAYS: [&str; 7] = [
+/// Day names, Monday first (game day 0 is a Monday).
+pub const WEEKDAYS: [&str; 7] = [
     "Monday",
     "Tuesday",
     "Wednesday",
