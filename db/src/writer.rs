@@ -1232,6 +1232,7 @@ impl Task {
             .store(took.as_micros() as u64, Ordering::Relaxed);
         metrics::histogram!("hearth_writer_flush_seconds").record(took.as_secs_f64());
         metrics::counter!("hearth_writer_rows_total").increment(done.rows);
+        metrics::counter!("hearth_writer_memories_total").increment(batch.memories.len() as u64);
         metrics::counter!("hearth_writer_commits_total").increment(1);
         debug!(rows = done.rows, tick = ?done.tick, ms = took.as_secs_f64() * 1e3, "committed");
     }

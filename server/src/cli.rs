@@ -371,6 +371,14 @@ pub struct LoadtestArgs {
     pub slo: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub report: ReportFormat,
+    /// Spread the clients over this many worker processes (each raises its
+    /// open-file limit to the hard limit); 1: in this process.
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Run as one of a parent's workers: the clients only, tokens from
+    /// HEARTH_LOADTEST_BRIEF, JSON lines on standard output.
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }
 
 /// The language model agents think with (docs/llm.md). Without
@@ -615,6 +623,7 @@ pub async fn run(
             )
             .await?;
         }
+        Command::Loadtest(args) if args.worker => loadtest_worker(&args, out).await?,
         Command::Loadtest(args) => {
             let db = if args.url.is_none() && !args.no_db {
                 Some(database()?)
@@ -965,6 +974,12 @@ async fn loadtest(
     if args.clients == 0 {
         return Err(CliError::Usage("--clients must be at least 1".into()));
     }
+    if args.procs == 0 || args.procs > args.clients {
+        return Err(CliError::Usage(format!(
+            "--procs {} must be between 1 and --clients ({})",
+            args.procs, args.clients
+        )));
+    }
     if args.players > args.clients {
         return Err(CliError::Usage(format!(
             "--players {} is more than --clients {}: players are among the clients",
@@ -1001,21 +1016,24 @@ async fn loadtest(
         tick_rate: args.tick_rate,
         player_actions_per_minute: args.player_actions_per_minute,
         places: Vec::new(),
+        procs: args.procs,
     };
+    let fds = raise_open_file_limit();
+    let per_client = if args.url.is_none() { 2 } else { 1 };
+    let here = if args.procs > 1 { 0 } else { args.clients };
+    if (here * per_client + 64) as u64 > fds {
+        return Err(CliError::Usage(format!(
+            "{} clients need about {} open files in this process and the limit is {fds}: \
+             raise it (`ulimit -n`) or spread the clients with --procs",
+            args.clients,
+            here * per_client + 64
+        )));
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     let progress = |line: &str| bar.set_message(line.to_owned());
     let mut report = match &args.url {
         Some(url) => {
-            let (w, h) = args
-                .map_size
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
-                .ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "--map-size {:?} is not WIDTHxHEIGHT",
-                        args.map_size
-                    ))
-                })?;
+            let (w, h) = parse_map_size(&args.map_size)?;
             let metrics = url
                 .replacen("ws://", "http://", 1)
                 .replacen("wss://", "https://", 1)
@@ -1144,6 +1162,80 @@ async fn loadtest(
         report.violations = slo.verdict(&report);
     }
     Ok(report)
+}
+
+/// Raises this process's open-file limit to its hard limit (each client
+/// is a socket, and each of the server's connections another); returns the
+/// limit now in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => u64::MAX,
+    }
+}
+
+/// `hearth loadtest --worker`: one of a parent's worker processes. Runs its
+/// clients against `--url` and writes a JSON line a second (progress), then
+/// its tally, on standard output.
+async fn loadtest_worker(
+    args: &LoadtestArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    use crate::loadtest::{BRIEF_ENV, Brief, Identities, LoadOptions, WorkerLine, clients};
+    let Some(url) = &args.url else {
+        return Err(CliError::Usage("--worker needs --url".into()));
+    };
+    let brief: Brief = match std::env::var(BRIEF_ENV) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| CliError::Usage(format!("{BRIEF_ENV} is not a brief: {e}")))?,
+        Err(_) => Brief::default(),
+    };
+    let (w, h) = parse_map_size(&args.map_size)?;
+    raise_open_file_limit();
+    let options = LoadOptions {
+        url: Some(url.clone()),
+        world: args.world.clone(),
+        agents: 0,
+        clients: args.clients,
+        duration: args.duration,
+        ramp: args.ramp,
+        seed: args.seed,
+        area: args.area,
+        tick_rate: args.tick_rate,
+        player_actions_per_minute: args.player_actions_per_minute,
+        places: brief.places,
+        procs: 1,
+    };
+    let who = Identities {
+        spectator: brief.spectator,
+        players: brief.players,
+    };
+    let emit = |out: &mut (dyn Write + Send), line: &WorkerLine| {
+        let text = serde_json::to_string(line).unwrap_or_default();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    let tally = clients(&options, url, (w, h), &who, |s| {
+        emit(&mut *out, &WorkerLine::Second(s))
+    })
+    .await;
+    emit(out, &WorkerLine::Tally(tally));
+    Ok(())
+}
+
+/// `--map-size WxH`.
+fn parse_map_size(text: &str) -> Result<(u16, u16), CliError> {
+    text.split_once('x')
+        .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
+        .ok_or_else(|| CliError::Usage(format!("--map-size {text:?} is not WIDTHxHEIGHT")))
 }
 
 /// Creates the load test's accounts in `world` (one spectator shared by the

@@ -231,6 +231,10 @@ pub async fn run(
                 writer.clone(),
                 &open,
             );
+            // the recorder first, or the gauge is set on none
+            let _ = crate::net::http::metrics();
+            metrics::gauge!("hearth_writer_flush_interval_seconds")
+                .set(options.flush_interval.as_secs_f64());
             let store = Store {
                 pool,
                 world_id: world.id,

@@ -133,8 +133,33 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics_text() -> Response {
+    if let Some((rss_bytes, cpu_seconds)) = process_usage() {
+        metrics::gauge!("process_resident_memory_bytes").set(rss_bytes);
+        metrics::gauge!("process_cpu_seconds_total").set(cpu_seconds);
+    }
     let body = metrics().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// This process's resident memory (bytes) and CPU time (seconds), from
+/// `/proc` (Linux; `None` elsewhere). Read at each scrape, under the names
+/// Prometheus's own clients use.
+pub fn process_usage() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on Linux
+    Some((rss_kb * 1024.0, ticks / 100.0))
 }
 
 /// An error as the account routes answer it: `{"code", "message"}`.
