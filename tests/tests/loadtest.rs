@@ -1,8 +1,9 @@
 //! `hearth loadtest` end to end: the real binary starts its own server on
 //! synthetic agents, connects real WebSocket clients, and reports; an SLO
 //! that cannot be met fails the run with exit code 1 and names its lines;
-//! with a database, players log in with accounts made for the run, and the
-//! world and accounts are removed afterwards.
+//! with a database, players in two worker processes (`--procs`) log in with
+//! accounts made for the run, the report has the writer's checkpoints, and
+//! the world and accounts are removed afterwards.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -70,6 +71,9 @@ fn a_short_load_test_reports_and_an_impossible_slo_fails_it() {
         "resyncs",
         "disconnects",
         "errors",
+        "server",
+        "procs",
+        "bytes_out",
         "process",
         "rss_mb_over_time",
         "rss_growth_percent",
@@ -96,6 +100,17 @@ fn a_short_load_test_reports_and_an_impossible_slo_fails_it() {
     }
     assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
     assert!(report["process"]["rss_mb"].as_f64().unwrap_or(0.0) > 1.0);
+    assert_eq!(report["procs"], 1);
+    // the server's side: what it sent, and no writer without a database
+    let server = &report["server"];
+    assert!(
+        server["messages_out_per_s"].as_f64().unwrap_or(0.0) > 50.0,
+        "{report:#}"
+    );
+    assert!(server["bytes_in_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(report["bytes_out"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(server["checkpoints"], Value::Null, "{report:#}");
+    assert_eq!(server["flush_lag_max_ms"], Value::Null, "{report:#}");
     assert!(
         report["rss_mb_over_time"]
             .as_array()
@@ -176,6 +191,8 @@ async fn players_log_in_walk_and_talk_and_the_world_is_removed_afterwards() {
                     "3",
                     "--player-actions-per-minute",
                     "60",
+                    "--procs",
+                    "2",
                     "--duration",
                     "6s",
                     "--ramp",
@@ -203,6 +220,33 @@ async fn players_log_in_walk_and_talk_and_the_world_is_removed_afterwards() {
     let sent = report["messages_out"].as_u64().unwrap_or(0);
     assert!(sent >= 16 + 3 * 3, "{report:#}");
     assert!(report["deltas"].as_u64().unwrap_or(0) > 0, "{report:#}");
+    assert_eq!(report["procs"], 2);
+    // the writer kept up with the world: checkpoints committed, rows and
+    // memories flushed, its lag read
+    let server = &report["server"];
+    assert_eq!(
+        server["flush_interval_ms"].as_f64(),
+        Some(1000.0),
+        "{report:#}"
+    );
+    assert!(
+        server["checkpoints"].as_u64().unwrap_or(0) >= 3,
+        "{report:#}"
+    );
+    assert!(
+        server["rows_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report:#}"
+    );
+    assert!(
+        server["memories_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report:#}"
+    );
+    assert!(server["flush_lag_max_ms"].is_number(), "{report:#}");
+    let checkpoint = &server["checkpoint_ms"];
+    assert!(
+        checkpoint["p50"].as_f64().unwrap_or(-1.0) <= checkpoint["max"].as_f64().unwrap_or(-2.0),
+        "{report:#}"
+    );
     // the world and the accounts are gone
     let client = db.client().await;
     let worlds: i64 = client
