@@ -205,6 +205,9 @@ pub struct Usage {
 /// sampled every second. Writer fields are `None` without a database.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ServerSide {
+    /// From the world finishing a tick to every subscriber's messages
+    /// queued (the hub's fan-out), p50/p99/max.
+    pub fanout_ms: Option<Percentiles>,
     /// How long a checkpoint (one write-behind flush) took, p50/p99/max.
     pub checkpoint_ms: Option<Percentiles>,
     /// Checkpoints committed during the run.
@@ -363,6 +366,7 @@ impl Report {
                     rate(s.bytes_out_per_s)
                 ),
             ));
+            rows.push(("fan-out time", p(&s.fanout_ms)));
             if s.flush_interval_ms.is_some() {
                 rows.push(("checkpoint time", p(&s.checkpoint_ms)));
                 rows.push((
@@ -1248,6 +1252,7 @@ pub async fn drive(
         };
         let writing = b.sum("hearth_writer_flush_interval_seconds").is_some();
         report.server = Some(ServerSide {
+            fanout_ms: b.quantiles("hearth_hub_fanout_seconds"),
             checkpoint_ms: b.quantiles("hearth_writer_flush_seconds"),
             checkpoints: writing.then(|| {
                 (b.sum("hearth_writer_commits_total").unwrap_or(0.0)
@@ -1484,6 +1489,7 @@ mod tests {
         };
         let writer = |lag: f64| Report {
             server: Some(ServerSide {
+                fanout_ms: None,
                 checkpoint_ms: None,
                 checkpoints: Some(10),
                 flush_interval_ms: Some(1000.0),
