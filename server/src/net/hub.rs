@@ -395,6 +395,8 @@ impl HubCore {
                 (about, protocol::encode(&msg).into())
             })
             .collect();
+        let about = About::new(&events);
+        let mut matched = Vec::new();
         let ids: Vec<u64> = self.clients.keys().copied().collect();
         let mut dropped = Vec::new();
         let mut deepest = 0;
@@ -427,11 +429,10 @@ impl HubCore {
                 }
             }
             if client.behind_since.is_none() {
-                for (about, text) in &events {
-                    if about.iter().any(|&i| interest.sees(i)) {
-                        self.stats.events += 1;
-                        out.push(text.clone());
-                    }
+                about.seen_by(&interest, &mut matched);
+                for &e in &matched {
+                    self.stats.events += 1;
+                    out.push(events[e as usize].1.clone());
                 }
             }
             let mut keep = true;
@@ -715,6 +716,57 @@ impl HubCore {
     }
 }
 
+/// A tick's events by the entities they are about, sorted, so that each
+/// client finds its events from whichever is shorter: the events, or the
+/// entities it sees. Merged ticks of a busy world carry thousands of events;
+/// testing every one against every client made a fan-out pass cost
+/// clients × events, and a slow pass merged yet more ticks into the next.
+struct About {
+    /// (entity, event index), sorted.
+    pairs: Vec<(u32, u32)>,
+}
+
+impl About {
+    fn new(events: &[(Vec<u32>, Arc<str>)]) -> Self {
+        let mut pairs: Vec<(u32, u32)> = events
+            .iter()
+            .enumerate()
+            .flat_map(|(e, (about, _))| about.iter().map(move |&i| (i, e as u32)))
+            .collect();
+        pairs.sort_unstable();
+        Self { pairs }
+    }
+
+    /// The events about anyone `interest` sees, in order, each once.
+    fn seen_by(&self, interest: &Interest, out: &mut Vec<u32>) {
+        out.clear();
+        if self.pairs.is_empty() {
+            return;
+        }
+        let visible = interest.visible();
+        if self.pairs.len() <= visible.len() {
+            out.extend(
+                self.pairs
+                    .iter()
+                    .filter(|(i, _)| interest.sees(*i))
+                    .map(|&(_, e)| e),
+            );
+        } else {
+            for &i in visible {
+                let from = self.pairs.partition_point(|&(j, _)| j < i);
+                out.extend(
+                    self.pairs[from..]
+                        .iter()
+                        .take_while(|&&(j, _)| j == i)
+                        .map(|&(_, e)| e),
+                );
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -841,6 +893,55 @@ mod tests {
             ),
             "{last:?}"
         );
+    }
+
+    #[test]
+    fn a_client_gets_the_events_about_whom_it_sees_in_order_each_once() {
+        let mut mirror = Mirror::new(64, 64);
+        for (idx, x) in [(1u32, 2.0f32), (3, 4.0), (5, 40.0), (7, 6.0)] {
+            mirror.put(
+                AgentView {
+                    idx,
+                    x,
+                    y: 2.0,
+                    facing: crate::world::components::Facing::S,
+                    block: u16::MAX,
+                    reason: 0,
+                    location: 0,
+                    mood: 0.0,
+                },
+                1,
+            );
+        }
+        let mut interest = Interest::new(Area::Rect {
+            x: 0.0,
+            y: 0.0,
+            w: 16.0,
+            h: 16.0,
+        });
+        interest.snapshot(&mirror);
+        assert_eq!(interest.visible(), &[1, 3, 7]);
+        let text: Arc<str> = Arc::from("e");
+        let naive = |events: &[(Vec<u32>, Arc<str>)]| -> Vec<u32> {
+            (0..events.len() as u32)
+                .filter(|&e| events[e as usize].0.iter().any(|&i| interest.sees(i)))
+                .collect()
+        };
+        // fewer events than visible entities, and more: both ways agree
+        // with testing every event, keep the order and give each once
+        let few = vec![(vec![5, 3], text.clone()), (vec![9], text.clone())];
+        let many: Vec<(Vec<u32>, Arc<str>)> = (0..40u32)
+            .map(|e| (vec![e % 9, (e * 7) % 9], text.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for events in [few, many, Vec::new()] {
+            About::new(&events).seen_by(&interest, &mut out);
+            assert_eq!(out, naive(&events));
+        }
+        assert!(out.is_empty());
+        let both = vec![(vec![1, 3, 7], text.clone())];
+        About::new(&both).seen_by(&interest, &mut out);
+        assert_eq!(out, vec![0], "an event about three seen agents, once");
     }
 
     #[test]

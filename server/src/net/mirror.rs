@@ -293,6 +293,11 @@ impl Interest {
         self.visible.binary_search(&idx).is_ok()
     }
 
+    /// Who it was told about, sorted.
+    pub fn visible(&self) -> &[u32] {
+        &self.visible
+    }
+
     /// Moves the area (a player's character walked); the next delta says
     /// who entered and left.
     pub fn move_to(&mut self, area: Area) {
