@@ -289,6 +289,10 @@ pub struct ServeArgs {
     /// commit a checkpoint the world can resume from (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub flush_interval: std::time::Duration,
+    /// Memories per agent kept in process for retrieval (the rest are in
+    /// PostgreSQL only): the server's memory grows until these fill.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hot_window: u32,
     /// Memories and messages waiting to be written beyond which the server
     /// reports itself backlogged and holds new ones back.
     #[arg(long, default_value_t = 1_000_000)]
@@ -371,6 +375,14 @@ pub struct LoadtestArgs {
     pub slo: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub report: ReportFormat,
+    /// Memories per agent the server started here keeps in process; its
+    /// RSS grows until these fill (docs/loadtest.md, soak runs).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hot_window: u32,
+    /// How long the run warms up before RSS growth is measured (default:
+    /// the ramp plus a tenth of the duration).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<std::time::Duration>,
     /// Spread the clients over this many worker processes (each raises its
     /// open-file limit to the hard limit); 1: in this process.
     #[arg(long, default_value_t = 1)]
@@ -600,6 +612,7 @@ pub async fn run(
                 home: cli.home.clone(),
                 lore: args.lore,
                 flush_interval: args.flush_interval,
+                hot_window: args.hot_window as usize,
                 max_backlog: args.max_backlog,
                 listen: args.listen,
                 limits: args.net.limits(),
@@ -1017,6 +1030,7 @@ async fn loadtest(
         player_actions_per_minute: args.player_actions_per_minute,
         places: Vec::new(),
         procs: args.procs,
+        warmup: args.warmup,
     };
     let fds = raise_open_file_limit();
     let per_client = if args.url.is_none() { 2 } else { 1 };
@@ -1078,6 +1092,7 @@ async fn loadtest(
                 // hashed embedder (said in the log)
                 home: home.join("loadtest"),
                 lore: home.join("loadtest").join("no-lore"),
+                hot_window: args.hot_window as usize,
                 ..ServeOptions::default()
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1213,6 +1228,7 @@ async fn loadtest_worker(
         player_actions_per_minute: args.player_actions_per_minute,
         places: brief.places,
         procs: 1,
+        warmup: None,
     };
     let who = Identities {
         spectator: brief.spectator,

@@ -65,6 +65,9 @@ pub struct LoadOptions {
     pub places: Vec<String>,
     /// Worker processes the clients are spread over; 0 or 1: this one.
     pub procs: usize,
+    /// RSS growth is measured from this long after the start; `None`: the
+    /// ramp plus a tenth of the duration.
+    pub warmup: Option<Duration>,
 }
 
 /// Who the clients are: anonymous spectators, spectators with a token, and
@@ -1181,7 +1184,11 @@ pub async fn drive(
 ) -> Result<Report, LoadtestError> {
     let started = Instant::now();
     let end = started + options.ramp + options.duration;
-    let warm = started + options.ramp + options.duration / 10;
+    let warm = started
+        + options
+            .warmup
+            .unwrap_or(options.ramp + options.duration / 10)
+            .min(options.ramp + options.duration);
     let before = Scrape::get(metrics_url).await;
     let watch = tokio::spawn(watch_server(metrics_url.to_owned(), started, end, warm));
     let mut last = 0;

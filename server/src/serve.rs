@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub lore: PathBuf,
     /// How often the world's changes are committed (a checkpoint each).
     pub flush_interval: Duration,
+    /// Memories per agent kept in process for retrieval (the rest are in
+    /// PostgreSQL only).
+    pub hot_window: usize,
     /// Appended rows (memories, messages) waiting to be written beyond which
     /// the server reports itself backlogged and holds new ones back.
     pub max_backlog: usize,
@@ -86,6 +89,7 @@ impl Default for ServeOptions {
             home: PathBuf::from(".hearth"),
             lore: PathBuf::from("assets/lore"),
             flush_interval: Duration::from_secs(1),
+            hot_window: crate::mind::retrieval::RetrievalParams::default().hot_window,
             max_backlog: 1_000_000,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7878)),
             limits: crate::net::ws::NetLimits::default(),
@@ -158,9 +162,13 @@ pub async fn run(
     let dim = embed::resolve_dim(embedder.as_ref()).await?;
     let mind: Arc<dyn Mind> = Arc::new(RuleMind);
     let stream = MemoryStream::new(
-        StreamConfig {
-            dim,
-            ..StreamConfig::default()
+        {
+            let mut config = StreamConfig {
+                dim,
+                ..StreamConfig::default()
+            };
+            config.retrieval.hot_window = options.hot_window.max(1);
+            config
         },
         &content.agents,
         &content.map,
