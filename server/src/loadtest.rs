@@ -36,6 +36,8 @@ pub enum LoadtestError {
     Usage(String),
     #[error("the server started for the test failed: {0}")]
     Server(String),
+    #[error("a worker process failed: {0}")]
+    Worker(String),
     #[error("no client could connect to {url}: {reason}")]
     NoClient { url: String, reason: String },
 }
@@ -837,8 +839,8 @@ async fn client(
 struct Scrape(Vec<(String, f64)>);
 
 impl Scrape {
-    async fn get(url: &str) -> Option<Scrape> {
-        let response = reqwest::Client::new()
+    async fn get(http: &reqwest::Client, url: &str) -> Option<Scrape> {
+        let response = http
             .get(url)
             .timeout(Duration::from_secs(5))
             .send()
@@ -912,11 +914,12 @@ async fn watch_server(
     warm: Instant,
 ) -> Watched {
     let mut seen = Watched::default();
+    let http = reqwest::Client::new();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
     while Instant::now() < end {
         every.tick().await;
-        let Some(scrape) = Scrape::get(&metrics_url).await else {
+        let Some(scrape) = Scrape::get(&http, &metrics_url).await else {
             continue;
         };
         if let Some(lag) = scrape.sum("hearth_writer_lag_seconds") {
@@ -1111,9 +1114,9 @@ async fn workers(
             .kill_on_drop(true);
         let mut child = command
             .spawn()
-            .map_err(|e| LoadtestError::Usage(format!("cannot start worker {i}: {e}")))?;
+            .map_err(|e| LoadtestError::Worker(format!("cannot start worker {i}: {e}")))?;
         let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(LoadtestError::Usage(format!("worker {i} has no output")));
+            return Err(LoadtestError::Worker(format!("worker {i} has no output")));
         };
         let latest = latest.clone();
         handles.push(tokio::spawn(async move {
@@ -1155,15 +1158,13 @@ async fn workers(
     for h in handles {
         match tokio::time::timeout(Duration::from_secs(60), h).await {
             Ok(Ok(Ok(t))) => total.add(t),
-            Ok(Ok(Err(why))) => return Err(LoadtestError::Usage(why)),
+            Ok(Ok(Err(why))) => return Err(LoadtestError::Worker(why)),
             Ok(Err(e)) => {
-                return Err(LoadtestError::Usage(format!(
-                    "a worker's reader failed: {e}"
-                )));
+                return Err(LoadtestError::Worker(format!("its reader failed: {e}")));
             }
             Err(_) => {
-                return Err(LoadtestError::Usage(
-                    "a worker did not end within 60 s of the run".into(),
+                return Err(LoadtestError::Worker(
+                    "one did not end within 60 s of the run".into(),
                 ));
             }
         }
@@ -1189,7 +1190,8 @@ pub async fn drive(
             .warmup
             .unwrap_or(options.ramp + options.duration / 10)
             .min(options.ramp + options.duration);
-    let before = Scrape::get(metrics_url).await;
+    let http = reqwest::Client::new();
+    let before = Scrape::get(&http, metrics_url).await;
     let watch = tokio::spawn(watch_server(metrics_url.to_owned(), started, end, warm));
     let mut last = 0;
     let line = |s: Second| {
@@ -1211,7 +1213,7 @@ pub async fn drive(
     } else {
         clients(options, ws_url, map, who, line).await
     };
-    let after = Scrape::get(metrics_url).await;
+    let after = Scrape::get(&http, metrics_url).await;
     let watched = watch.await.unwrap_or_default();
     let elapsed = started.elapsed().as_secs_f64();
     if options.clients > 0 && tally.messages == 0 {

@@ -144,7 +144,7 @@ async fn metrics_text() -> Response {
 /// This process's resident memory (bytes) and CPU time (seconds), from
 /// `/proc` (Linux; `None` elsewhere). Read at each scrape, under the names
 /// Prometheus's own clients use.
-pub fn process_usage() -> Option<(f64, f64)> {
+fn process_usage() -> Option<(f64, f64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let rss_kb: f64 = status
         .lines()
