@@ -624,6 +624,10 @@ pub async fn run(
                     .synthetic_agents
                     .is_none()
                     .then(|| args.content.map.clone()),
+                agents_dir: args
+                    .synthetic_agents
+                    .is_none()
+                    .then(|| args.content.agents.clone()),
                 ..ServeOptions::default()
             };
             let db = if args.no_db { None } else { Some(database()?) };

@@ -70,6 +70,13 @@ pub struct ServeOptions {
     pub llm: crate::mind::llm::LlmConfig,
     /// Prompt templates overriding the built-in ones.
     pub prompts: Option<PathBuf>,
+    /// The agent files' directory the world was loaded from, reloaded into
+    /// the live world when they change (none for a generated world).
+    pub agents_dir: Option<PathBuf>,
+    /// Watch the content (agents, map, lore, prompts) and reload it into the
+    /// live world on change; without it, content is reloaded on SIGHUP,
+    /// `hearth reload` or `reload_content` only.
+    pub watch: bool,
     /// Stop by itself once this much game time has passed.
     pub stop_after: Option<u64>,
     /// Where to write, at the end, a JSON report of what the agents' models
@@ -96,6 +103,8 @@ impl Default for ServeOptions {
             map_file: None,
             llm: crate::mind::llm::LlmConfig::default(),
             prompts: None,
+            agents_dir: None,
+            watch: true,
             stop_after: None,
             llm_report: None,
         }
