@@ -9,6 +9,8 @@
 //! - [`net`]: the game clients' protocol and accounts.
 //! - [`persist`]: the write-behind pipeline from the world's snapshots to
 //!   the database writer.
+//! - [`reload`]: content files reloaded into the running world (watched,
+//!   SIGHUP, `reload_content`).
 //! - [`shutdown`]: the signals that stop it gracefully.
 //! - [`simulate`]: `hearth simulate`, the headless run and its report.
 //! - [`telemetry`]: logging setup.
@@ -17,6 +19,7 @@
 //! The database lives in the `hearth-db` crate; this crate never writes SQL.
 
 pub mod cli;
+pub mod config;
 pub mod content;
 pub mod export;
 pub mod loadtest;
@@ -24,6 +27,7 @@ pub mod memories;
 pub mod mind;
 pub mod net;
 pub mod persist;
+pub mod reload;
 pub mod serve;
 pub mod shutdown;
 pub mod simulate;

@@ -53,6 +53,9 @@ pub struct Frame {
     pub events: Vec<(u64, WorldEvent)>,
     /// Tick durations since the previous frame, in microseconds.
     pub ticks_us: Vec<u32>,
+    /// Content reloaded into the world since the previous frame: the rows
+    /// of this frame on are made with it.
+    pub content: Option<(Arc<Vec<AgentDef>>, Arc<WorldMap>)>,
 }
 
 impl Frame {
@@ -60,6 +63,9 @@ impl Frame {
         self.snapshot.merge(newer.snapshot);
         self.events.extend(newer.events);
         self.ticks_us.extend(newer.ticks_us);
+        if newer.content.is_some() {
+            self.content = newer.content;
+        }
     }
 }
 
@@ -70,6 +76,7 @@ pub struct Feed {
     events: Vec<(u64, WorldEvent)>,
     ticks_us: Vec<u32>,
     held: Option<Frame>,
+    content: Option<(Arc<Vec<AgentDef>>, Arc<WorldMap>)>,
 }
 
 impl Feed {
@@ -85,6 +92,9 @@ impl Feed {
             ) {
                 self.events.push((out.game_seconds, e.clone()));
             }
+            if let WorldEvent::ContentReloaded(r) = e {
+                self.content = Some((r.agents.clone(), r.map.clone()));
+            }
         }
         self.ticks_us
             .push(u32::try_from(out.duration.as_micros()).unwrap_or(u32::MAX));
@@ -99,6 +109,7 @@ impl Feed {
             snapshot,
             events: std::mem::take(&mut self.events),
             ticks_us: std::mem::take(&mut self.ticks_us),
+            content: self.content.take(),
         };
         let frame = match self.held.take() {
             Some(mut held) => {
@@ -157,6 +168,7 @@ pub fn spawn(
         events: Vec::new(),
         ticks_us: Vec::new(),
         held: None,
+        content: None,
     }));
     let mut conversations = Conversations::default();
     for c in open {
@@ -165,11 +177,18 @@ pub fn spawn(
             conversation_row(&context, c.id, &c.participants, c.location, c.started * 60),
         );
     }
-    let context = Arc::new(context);
+    let mut context = Arc::new(context);
     let handle = tokio::spawn(async move {
         let mut report = PersistReport::default();
         let mut state = Some(conversations);
         while let Some(frame) = rx.recv().await {
+            if let Some((defs, map)) = &frame.content {
+                context = Arc::new(Context {
+                    defs: defs.clone(),
+                    map: map.clone(),
+                    ..(*context).clone()
+                });
+            }
             let ctx = context.clone();
             let Some(mut convs) = state.take() else {
                 break;
@@ -584,6 +603,7 @@ mod tests {
                     snapshot: s,
                     events: std::mem::take(&mut events),
                     ticks_us: vec![100, 200, 300],
+                    content: None,
                 });
             }
         }

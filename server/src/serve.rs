@@ -358,6 +358,11 @@ pub async fn run(
         info!(agents = thinking, timeout = ?l.timeout(), "agents think with a language model");
         Arc::new(l.with_log(log))
     });
+    let reload_store = store.as_ref().map(|s| crate::reload::Store {
+        pool: s.pool.clone(),
+        world_id: s.world_id,
+        embedder: embedder.clone(),
+    });
     let (memories, remembering) = MemoryService::start_with(
         stream,
         &defs,
@@ -402,8 +407,17 @@ pub async fn run(
     let sink_now = game_now.clone();
     let dialogue: Arc<std::sync::Mutex<Vec<(u32, String)>>> = Arc::default();
     let sink_dialogue = options.llm_report.as_ref().map(|_| dialogue.clone());
+    let sink_thinker = thinker.clone();
+    let (world_agents, world_map) = (sim.defs().clone(), sim.map().clone());
     let world = runner::spawn(sim, move |mut out| {
         sink_now.store(out.game_seconds, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = &sink_thinker {
+            for (_, e) in &out.events {
+                if let crate::world::WorldEvent::ContentReloaded(r) = e {
+                    t.set_content(r.agents.clone(), &r.map);
+                }
+            }
+        }
         if let Some(d) = &sink_dialogue
             && let Ok(mut d) = d.lock()
             && d.len() < REPORT_LINES
@@ -474,6 +488,17 @@ pub async fn run(
     if let Some(t) = &thinker {
         tokio::spawn(think(wanted_lines, t.clone(), world.sender()));
     }
+    // content reloads: from the watcher, SIGHUP and `reload_content`
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel::<crate::reload::Request>();
+    let content_paths = match (&options.agents_dir, &options.map_file) {
+        (Some(agents), Some(map)) => Some(crate::reload::Paths {
+            agents: agents.clone(),
+            map: map.clone(),
+            lore: options.lore.clone(),
+            prompts: options.prompts.clone(),
+        }),
+        _ => None,
+    };
     let (ws_stop, ws_stopped) = tokio::sync::watch::channel(false);
     let hub_stop = {
         let mut stopped = ws_stopped.clone();
@@ -490,10 +515,50 @@ pub async fn run(
             thinker: thinker.clone(),
             talk_radius,
             time_scale,
+            reload: content_paths.as_ref().map(|_| reload_tx.clone()),
         },
         frames,
         hub_stop,
     );
+    let run_files = crate::reload::RunFiles::new(&options.home, &options.world);
+    if let Err(e) = run_files.create() {
+        warn!(error = %e, path = %run_files.pid.display(), "cannot write the pid file; `hearth reload` will not find this server");
+    }
+    crate::reload::on_hangup(reload_tx.clone());
+    let mut _watcher = None;
+    match content_paths {
+        Some(paths) => {
+            if options.watch {
+                match crate::reload::watch(&paths, reload_tx.clone()) {
+                    Ok(w) => _watcher = Some(w),
+                    Err(e) => {
+                        warn!(error = %e, "cannot watch the content; reload with SIGHUP, `hearth reload` or reload_content")
+                    }
+                }
+            }
+            let reloader = crate::reload::Reloader {
+                paths,
+                agents: world_agents,
+                map: world_map,
+                world: world.sender(),
+                hub: Some(hub.clone()),
+                store: reload_store,
+                llm: llm.clone(),
+                files: Some(run_files.clone()),
+            };
+            tokio::spawn(reloader.run(reload_rx));
+        }
+        None => {
+            let _ = (world_agents, world_map, reload_store);
+            tokio::spawn(async move {
+                let mut rx = reload_rx;
+                while let Some(r) = rx.recv().await {
+                    info!(source = %r.source, "nothing to reload: this world was generated, not loaded from content files");
+                }
+            });
+        }
+    }
+    drop(reload_tx);
     let map_url = options
         .map_file
         .as_ref()
@@ -668,6 +733,7 @@ pub async fn run(
     if let Some(pool) = pool {
         pool.close();
     }
+    run_files.remove();
     if let Some(e) = lost {
         return Err(e);
     }
@@ -778,7 +844,6 @@ async fn think(
     let mut doing: std::collections::HashMap<u32, String> = Default::default();
     let mut last_react: std::collections::HashMap<u32, u64> = Default::default();
     let mut asked: std::collections::HashSet<(u32, u32, String, u64)> = Default::default();
-    let defs = thinker.defs().clone();
     while let Some((now, want)) = wanted.recv().await {
         let (t, w) = (thinker.clone(), world.clone());
         match want {
@@ -824,7 +889,8 @@ async fn think(
                     .get(&agent)
                     .cloned()
                     .unwrap_or_else(|| "my day".to_owned());
-                let name = defs
+                let name = thinker
+                    .defs()
                     .get(other as usize)
                     .map_or_else(|| "someone".to_owned(), |d| d.file.name.clone());
                 tokio::spawn(async move {
@@ -967,7 +1033,7 @@ pub fn agent_row(def: &AgentDef) -> AgentRow {
 /// Brings the world's lore in the database in line with the lore directory
 /// (unchanged documents are left alone), then embeds the chunks that have no
 /// vector yet in the background.
-async fn sync_lore(
+pub(crate) async fn sync_lore(
     pool: &Pool,
     world_id: i64,
     dir: &std::path::Path,

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use serde_json::{Value, json};
 use tracing::debug;
 use unicode_segmentation::UnicodeSegmentation;
@@ -99,9 +101,11 @@ fn echoes(line: &str, prompt: Option<&crate::mind::llm::Rendered>) -> bool {
 #[derive(Debug, Clone)]
 pub struct Thinker {
     llm: Arc<Llm>,
-    defs: Arc<Vec<AgentDef>>,
+    /// Shared by every clone, so content reloaded into the world reaches the
+    /// tasks already holding one.
+    defs: Arc<ArcSwap<Vec<AgentDef>>>,
     /// The map's location names, by id.
-    places: Arc<Vec<String>>,
+    places: Arc<ArcSwap<Vec<String>>>,
     /// Weak: a line being made must not keep the memory service from
     /// finishing its writes at shutdown.
     memories: Option<WeakMemoryService>,
@@ -116,14 +120,24 @@ impl Thinker {
     ) -> Self {
         Self {
             llm,
-            defs,
-            places: Arc::new(places),
+            defs: Arc::new(ArcSwap::new(defs)),
+            places: Arc::new(ArcSwap::from_pointee(places)),
             memories,
         }
     }
 
-    pub fn defs(&self) -> &Arc<Vec<AgentDef>> {
-        &self.defs
+    /// The agents' definitions as the world has them now.
+    pub fn defs(&self) -> Arc<Vec<AgentDef>> {
+        self.defs.load_full()
+    }
+
+    /// Takes content reloaded into the world (the same agents, in the same
+    /// order), for every clone of this thinker.
+    pub fn set_content(&self, defs: Arc<Vec<AgentDef>>, map: &crate::content::WorldMap) {
+        self.defs.store(defs);
+        self.places.store(Arc::new(
+            map.locations.iter().map(|l| l.name.clone()).collect(),
+        ));
     }
 
     pub fn llm(&self) -> &Arc<Llm> {
@@ -156,6 +170,7 @@ impl Thinker {
     /// The next line of a conversation, as the command that hands it to the
     /// world (with `text: None` when the model gave nothing usable).
     pub async fn line(&self, wanted: &LineWanted, now: GameSeconds) -> Command {
+        let defs = self.defs.load_full();
         let failed = Command::Line {
             conversation: wanted.conversation,
             turn: wanted.turn,
@@ -163,20 +178,19 @@ impl Thinker {
             text: None,
             end: false,
         };
-        let Some(speaker) = self.defs.get(wanted.speaker as usize) else {
+        let Some(speaker) = defs.get(wanted.speaker as usize) else {
             return failed;
         };
         let others: Vec<&AgentDef> = wanted
             .listeners
             .iter()
-            .filter_map(|&l| self.defs.get(l as usize))
+            .filter_map(|&l| defs.get(l as usize))
             .collect();
         let Some(first) = others.first() else {
             return failed;
         };
         let name_of = |i: u32| {
-            self.defs
-                .get(i as usize)
+            defs.get(i as usize)
                 .map_or_else(|| "someone".to_owned(), |d| d.file.name.clone())
         };
         let topic = wanted.transcript.last().map_or_else(
@@ -238,7 +252,8 @@ impl Thinker {
         reply: &PlayerLine<'_>,
         now: GameSeconds,
     ) -> Option<(String, bool)> {
-        let def = self.defs.get(agent as usize)?;
+        let defs = self.defs.load_full();
+        let def = defs.get(agent as usize)?;
         if !self.llm.thinks(Some(agent)) {
             return None;
         }
@@ -289,6 +304,7 @@ impl Thinker {
     /// activity's steps (none when the model fails: the agent simply goes
     /// on with its activity).
     pub async fn plan(&self, wanted: &PlanWanted, now: GameSeconds) -> Option<Command> {
+        let defs = self.defs.load_full();
         match wanted {
             PlanWanted::Day { agent, day } => Some(self.day_plan(*agent, *day, now).await),
             PlanWanted::Steps {
@@ -301,7 +317,7 @@ impl Thinker {
                 to,
                 day_plan,
             } => {
-                let def = self.defs.get(*agent as usize)?;
+                let def = defs.get(*agent as usize)?;
                 let context = json!({
                     "agent": agent_context(def),
                     "activity": activity,
@@ -348,7 +364,9 @@ impl Thinker {
     }
 
     async fn day_plan(&self, agent: u32, day: u64, now: GameSeconds) -> Command {
-        let Some(def) = self.defs.get(agent as usize) else {
+        let defs = self.defs.load_full();
+        let places = self.places.load_full();
+        let Some(def) = defs.get(agent as usize) else {
             return Command::DayPlan {
                 agent,
                 day,
@@ -369,7 +387,7 @@ impl Thinker {
                     "start": clock_label(u64::from(b.start)),
                     "end": clock_label(u64::from(b.end)),
                     "activity": b.activity,
-                    "location": self.places.get(b.location as usize).map_or("", String::as_str),
+                    "location": places.get(b.location as usize).map_or("", String::as_str),
                 })
             })
             .collect();
@@ -444,7 +462,8 @@ impl Thinker {
         observation: &str,
         now: GameSeconds,
     ) -> Option<(String, u32)> {
-        let def = self.defs.get(agent as usize)?;
+        let defs = self.defs.load_full();
+        let def = defs.get(agent as usize)?;
         let context = json!({
             "agent": agent_context(def),
             "time": game_time_label(now),

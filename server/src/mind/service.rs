@@ -470,6 +470,12 @@ impl Task {
     async fn handle(&mut self, input: Input) {
         match input {
             Input::Tick { now, events } => {
+                for (_, e) in &events {
+                    if let WorldEvent::ContentReloaded(r) = e {
+                        self.defs = r.agents.clone();
+                        self.stream.set_content(&r.agents, &r.map);
+                    }
+                }
                 let made = self.stream.ingest(now, &events, self.mind.as_ref());
                 self.accept(made);
                 for agent in self.stream.take_due_reflections() {

@@ -180,6 +180,22 @@ impl MemoryStream {
         }
     }
 
+    /// Takes reloaded content (the same agents in the same order): names,
+    /// goals and place names come from it from now on; memories, windows
+    /// and bonds are kept.
+    pub fn set_content(&mut self, agents: &[AgentDef], map: &WorldMap) {
+        for (person, a) in self.people.iter_mut().zip(agents) {
+            if person.slug != a.file.id {
+                continue;
+            }
+            person.name = a.file.name.clone();
+            person.goals = std::iter::once(a.file.goals.primary.clone())
+                .chain(a.file.goals.secondary.iter().cloned())
+                .collect();
+        }
+        self.places = map.locations.iter().map(|l| l.name.clone()).collect();
+    }
+
     /// Has the agents marked in `agents` (by index) reflect through their
     /// model: when a reflection is due, the stream resets the agent's tally
     /// and lists it for [`MemoryStream::take_due_reflections`] instead of
@@ -642,7 +658,8 @@ impl MemoryStream {
             | WorldEvent::CharacterTieChanged { .. }
             | WorldEvent::Interacted { .. }
             | WorldEvent::LineWanted(_)
-            | WorldEvent::PlanWanted(_) => {}
+            | WorldEvent::PlanWanted(_)
+            | WorldEvent::ContentReloaded(_) => {}
         }
     }
 

@@ -141,6 +141,9 @@ pub enum HubMsg {
         client: u64,
         message: ClientMessage,
     },
+    /// An event for every designer and admin connected (content reloaded,
+    /// or content with problems).
+    Staff(protocol::Event),
 }
 
 /// A handle on the hub task; cheap to clone.
@@ -184,6 +187,9 @@ pub struct HubDeps {
     /// Talking distance (the world's `talk_radius`).
     pub talk_radius: f32,
     pub time_scale: u32,
+    /// The content reloader (`reload_content`), when the world was loaded
+    /// from files.
+    pub reload: Option<mpsc::UnboundedSender<crate::reload::Request>>,
 }
 
 impl std::fmt::Debug for HubDeps {
@@ -357,6 +363,17 @@ impl Task {
                     agents,
                     ..
                 } => self.answer(character, text, agents),
+                WorldEvent::ContentReloaded(r) => {
+                    self.core.set_content(r.agents.clone(), r.map.clone());
+                    self.handle(HubMsg::Staff(protocol::Event::ContentReloaded {
+                        changed: crate::reload::agent_refs(&r.agents, &r.changed),
+                        rescheduled: crate::reload::agent_refs(&r.agents, &r.rescheduled),
+                        repathed: crate::reload::agent_refs(&r.agents, &r.repathed),
+                        map: r.map_changed,
+                        lore: r.lore,
+                        prompts: r.prompts,
+                    }));
+                }
                 _ => {}
             }
         }
@@ -488,6 +505,21 @@ impl Task {
                 self.sessions.insert(client, session);
             }
             HubMsg::Disconnect { client } => self.forget(client),
+            HubMsg::Staff(event) => {
+                let msg = ServerMessage::Event {
+                    tick: self.core.mirror().tick,
+                    event,
+                };
+                let staff: Vec<u64> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.is_staff())
+                    .map(|(&c, _)| c)
+                    .collect();
+                for client in staff {
+                    self.core.send(client, &msg);
+                }
+            }
             HubMsg::Request { client, message } => {
                 let Some(session) = self.sessions.get(&client).cloned() else {
                     return;
@@ -678,11 +710,40 @@ impl Task {
                 Ok(answer)
             }),
             ClientMessage::ReloadContent(m) => staff(&m.id, "reload_content").and_then(|()| {
-                Err(error(
-                    &m.id,
-                    ErrorCode::Unavailable,
-                    "reload_content: this server does not reload content yet; restart it to apply changed files",
-                ))
+                let Some(reload) = self.deps.reload.clone() else {
+                    return Err(error(
+                        &m.id,
+                        ErrorCode::Unavailable,
+                        "reload_content: this world was generated, not loaded from content files",
+                    ));
+                };
+                let (reply, outcome) = oneshot::channel();
+                let request = crate::reload::Request {
+                    source: crate::reload::Source::Client(session.user.clone()),
+                    reply: Some(reply),
+                };
+                if reload.send(request).is_err() {
+                    return Err(error(&m.id, ErrorCode::Unavailable, "reload_content: the server is stopping"));
+                }
+                let queue = self.core.queue(client);
+                let id = m.id;
+                tokio::spawn(async move {
+                    let answer = match outcome.await {
+                        Ok(o) if o.is_ok() => ok(&id),
+                        Ok(o) => ServerMessage::Error(error(
+                            &id,
+                            ErrorCode::BadRequest,
+                            format!("reload_content: {o}"),
+                        )),
+                        Err(_) => ServerMessage::Error(error(
+                            &id,
+                            ErrorCode::Unavailable,
+                            "reload_content: the server is stopping",
+                        )),
+                    };
+                    deliver(queue.as_ref(), &answer);
+                });
+                Ok(None)
             }),
         };
         match result {

@@ -137,6 +137,22 @@ impl HubCore {
         &self.defs
     }
 
+    /// Takes the world's reloaded content (the same agents, in the same
+    /// order, on a map of the same size): names, activities and locations
+    /// are resolved from it from now on, and every subscribed client gets a
+    /// fresh snapshot (spread over passes like any resync), since names and
+    /// labels it holds may have changed.
+    pub fn set_content(&mut self, defs: Arc<Vec<AgentDef>>, map: Arc<WorldMap>) {
+        self.defs = defs;
+        self.map = map;
+        let now = Instant::now();
+        for c in self.clients.values_mut() {
+            if c.interest.is_some() {
+                c.behind_since.get_or_insert(now);
+            }
+        }
+    }
+
     pub fn clients(&self) -> usize {
         self.clients.len()
     }
@@ -699,7 +715,8 @@ impl HubCore {
             | WorldEvent::Interacted { .. }
             | WorldEvent::LineWanted(_)
             | WorldEvent::PlanWanted(_)
-            | WorldEvent::DayPlanned { .. } => return None,
+            | WorldEvent::DayPlanned { .. }
+            | WorldEvent::ContentReloaded(_) => return None,
         })
     }
 

@@ -1193,6 +1193,46 @@ pub enum Event {
         agent: AgentRef,
         goal: String,
     },
+    /// To designers and admins: changed content files took effect in the
+    /// live world.
+    ContentReloaded {
+        /// Agents whose definition changed.
+        changed: Vec<AgentRef>,
+        /// Agents that took up a changed schedule at once.
+        #[serde(default)]
+        rescheduled: Vec<AgentRef>,
+        /// Agents that looked for a new way because the map changed under
+        /// their path.
+        #[serde(default)]
+        repathed: Vec<AgentRef>,
+        map: bool,
+        lore: bool,
+        prompts: bool,
+    },
+    /// To designers and admins: the content files have problems, so the
+    /// world goes on with the last good version until they are fixed.
+    ContentError {
+        /// Every problem, in file and text order.
+        problems: Vec<ContentProblem>,
+        /// The problems (or why the reload was refused), in words.
+        message: String,
+    },
+}
+
+/// One problem of a content file (see `hearth validate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentProblem {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    /// JSONPath-like: `$.schedule[2].location`.
+    pub path: String,
+    pub expected: String,
+    pub found: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// `agent_detail`'s answer: who the agent is and what it is up to.

@@ -122,6 +122,9 @@ pub enum WorldEvent {
         object: String,
         location: Option<LocationId>,
     },
+    /// New content took effect at this tick (see [`super::reload`]): from
+    /// here on, agent indices name the definitions it holds.
+    ContentReloaded(std::sync::Arc<super::reload::Reloaded>),
 }
 
 /// Events of the current tick, in the order they happened.
@@ -240,6 +243,8 @@ pub enum Command {
         agent: u32,
         reply: tokio::sync::oneshot::Sender<super::players::Inspection>,
     },
+    /// Swap in changed content before the next tick (see [`super::reload`]).
+    Reload(Box<super::reload::Reload>),
 }
 
 #[derive(Debug, Default, Resource)]
@@ -265,6 +270,7 @@ pub fn apply_inbox(
     mut players: ResMut<super::players::PlayerInbox>,
     mut lines: ResMut<super::conversation::ModelLines>,
     mut plans: ResMut<super::plan::ModelPlans>,
+    mut reload: ResMut<super::reload::PendingReload>,
 ) {
     for command in inbox.commands.drain(..) {
         match command {
@@ -279,6 +285,7 @@ pub fn apply_inbox(
                 text,
                 end,
             } => lines.answer(conversation, turn, speaker, text, end),
+            Command::Reload(r) => reload.0 = Some(*r),
             c @ (Command::DayPlan { .. } | Command::Steps { .. } | Command::React { .. }) => {
                 plans.inbox.push(c);
             }

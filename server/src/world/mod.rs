@@ -31,6 +31,7 @@
 //! - [`players`]: player characters, their commands, and agents' ties
 //!   with them.
 //! - [`runner`]: the world on its own thread at a fixed tick rate.
+//! - [`reload`]: changed content swapped into the live world between ticks.
 
 pub mod clock;
 pub mod components;
@@ -45,6 +46,7 @@ pub mod persist;
 pub mod plan;
 pub mod players;
 pub mod relationship;
+pub mod reload;
 pub mod rng;
 pub mod runner;
 pub mod schedule;
@@ -338,6 +340,8 @@ impl Sim {
         world.insert_resource(Inbox::default());
         world.insert_resource(events::Paused::default());
         world.insert_resource(events::Throttled::default());
+        world.insert_resource(reload::PendingReload::default());
+        world.insert_resource(reload::Rescheduled::default());
         world.insert_resource(persist::Persistence::default());
         world.insert_resource(view::View::default());
         world.insert_resource(PathQueue::default());
@@ -370,7 +374,7 @@ impl Sim {
                 .chain(),
         );
         schedule.add_systems((
-            (events::apply_inbox, players::apply)
+            (events::apply_inbox, reload::apply, players::apply)
                 .chain()
                 .in_set(SimSet::Inbound),
             clock::advance.in_set(SimSet::Clock).run_if(events::running),

@@ -522,7 +522,8 @@ pub fn apply(
             | Command::Line { .. }
             | Command::DayPlan { .. }
             | Command::Steps { .. }
-            | Command::React { .. } => {}
+            | Command::React { .. }
+            | Command::Reload(_) => {}
         }
     }
     // quiet player conversations end

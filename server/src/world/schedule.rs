@@ -125,14 +125,17 @@ pub fn update_activities(
     mut outbox: ResMut<Outbox>,
     mut agents: Query<(&AgentIdx, &mut Activity, &Needs)>,
     mut next_check: Local<Vec<u64>>,
+    mut rescheduled: ResMut<super::reload::Rescheduled>,
 ) {
     let ticks_per_minute = (60 / clock.seconds_per_tick).max(1);
     let slot = clock.tick % ticks_per_minute;
     let now = clock.minutes();
     let (day, weekday, minute) = (clock.day(), clock.weekday(), clock.minute_of_day());
     for (idx, mut activity, needs) in &mut agents {
+        // a schedule reloaded under the agent: checked now, cache or not
+        let forced = !rescheduled.0.is_empty() && rescheduled.0.remove(&idx.0);
         // spread the checks over the ticks of a game minute; on tick 1 check everyone
-        if u64::from(idx.0) % ticks_per_minute != slot && clock.tick > 1 {
+        if u64::from(idx.0) % ticks_per_minute != slot && clock.tick > 1 && !forced {
             continue;
         }
         let def = &defs.agents[idx.0 as usize];
@@ -147,7 +150,7 @@ pub fn update_activities(
         if next_check.len() <= slot {
             next_check.resize(slot + 1, 0);
         }
-        if now < next_check[slot] && exhausted == resting && !activity.is_changed() {
+        if now < next_check[slot] && exhausted == resting && !activity.is_changed() && !forced {
             if let Some(reason) = activity.override_reason
                 && activity.until <= now
             {
@@ -308,6 +311,7 @@ mod tests {
         world.insert_resource(config);
         world.insert_resource(Stats::default());
         world.insert_resource(Outbox::default());
+        world.insert_resource(crate::world::reload::Rescheduled::default());
         let agents = (0..n)
             .map(|i| {
                 world

@@ -156,7 +156,8 @@ impl LlmStats {
 pub struct Llm {
     http: reqwest::Client,
     endpoints: Endpoints,
-    prompts: Arc<Prompts>,
+    /// Swapped whole when the templates are reloaded.
+    prompts: arc_swap::ArcSwap<Prompts>,
     gate: Arc<Gate>,
     rate: Option<RateLimit>,
     budget: Option<Budget>,
@@ -244,7 +245,7 @@ impl Llm {
         Ok(Some(Llm {
             http,
             endpoints,
-            prompts: Arc::new(prompts),
+            prompts: arc_swap::ArcSwap::from_pointee(prompts),
             gate: Gate::new(config.max_concurrent),
             rate: config.requests_per_minute.map(RateLimit::per_minute),
             budget: config.tokens_per_game_day.map(Budget::per_game_day),
@@ -276,8 +277,14 @@ impl Llm {
         self.endpoints.for_agent(agent).is_some()
     }
 
-    pub fn prompts(&self) -> &Prompts {
-        &self.prompts
+    /// The prompt templates in use now.
+    pub fn prompts(&self) -> Arc<Prompts> {
+        self.prompts.load_full()
+    }
+
+    /// Uses `prompts` for every decision asked from now on.
+    pub fn set_prompts(&self, prompts: Prompts) {
+        self.prompts.store(Arc::new(prompts));
     }
 
     pub fn stats(&self) -> LlmStats {
@@ -310,11 +317,12 @@ impl Llm {
             .endpoints
             .for_agent(req.agent)
             .ok_or(LlmError::NoModel)?;
-        let prompt = self.prompts.get(kind).ok_or_else(|| LlmError::Prompt {
+        let prompts = self.prompts.load_full();
+        let prompt = prompts.get(kind).ok_or_else(|| LlmError::Prompt {
             file: kind.as_str().to_owned(),
             message: "no such prompt".into(),
         })?;
-        let rendered = self.prompts.render(kind, &req.context)?;
+        let rendered = prompts.render(kind, &req.context)?;
         let key = cache_key(endpoint, kind, &rendered);
         if let Some(cache) = &self.cache
             && let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
