@@ -107,7 +107,9 @@ async fn event(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-async fn designer(db: &TestDb, server: &Server, world: &str) -> Ws {
+/// A designer's token for `world` on the server at `http` (the user is
+/// made first).
+async fn designer_token(db: &TestDb, http: &str, world: &str) -> String {
     let client = db.client().await;
     hearth::net::auth::add_user(
         &client,
@@ -122,7 +124,7 @@ async fn designer(db: &TestDb, server: &Server, world: &str) -> Ws {
     .await
     .unwrap();
     let r: Value = reqwest::Client::new()
-        .post(format!("{}/auth/login", server.http_url()))
+        .post(format!("{http}/auth/login"))
         .json(&json!({"username": "dora", "password": "correct horse battery"}))
         .send()
         .await
@@ -130,7 +132,11 @@ async fn designer(db: &TestDb, server: &Server, world: &str) -> Ws {
         .json()
         .await
         .unwrap();
-    let token = r["token"].as_str().unwrap().to_owned();
+    r["token"].as_str().unwrap().to_owned()
+}
+
+async fn designer(db: &TestDb, server: &Server, world: &str) -> Ws {
+    let token = designer_token(db, &server.http_url(), world).await;
     let mut ws = server.connect().await;
     send(
         &mut ws,
@@ -295,6 +301,7 @@ fn hearth(home: &Path, args: &[&str]) -> std::process::Output {
 async fn hearth_reload_and_sigterm_against_a_running_server() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
+    let db = TestDb::migrated().await;
     let content = Content::copy("cli");
     let home = content.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -303,7 +310,10 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth-cli"))
         .arg("--home")
         .arg(&home)
-        .args(["serve", "--no-db", "--world", "cli", "--listen", &addr, "--lore", "none"])
+        .args(["--database-url", &db.url()])
+        .args(["serve", "--world", "cli", "--listen", &addr, "--lore", "none"])
+        // one checkpoint at the start, then only the final one
+        .args(["--flush-interval", "1h", "--time-scale", "30"])
         .args(content.args())
         .arg("--no-watch")
         .stdout(std::process::Stdio::null())
@@ -353,7 +363,9 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
         "{out:?}"
     );
 
-    // SIGTERM: clients get 1001, the process exits 0 within 10 s
+    // SIGTERM: a final checkpoint, clients get 1001, the process exits 0
+    // within 10 s
+    let token = designer_token(&db, &format!("http://{addr}"), "cli").await;
     let (mut ws, _) = {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
@@ -363,8 +375,25 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
         );
         tokio_tungstenite::connect_async(req).await.unwrap()
     };
-    send(&mut ws, &json!({"type": "hello", "id": "h", "world": "cli"})).await;
+    send(
+        &mut ws,
+        &json!({"type": "hello", "id": "h", "world": "cli", "token": token}),
+    )
+    .await;
     assert_eq!(answer(&mut ws, "h").await["type"], "welcome");
+    send(
+        &mut ws,
+        &json!({"type": "subscribe", "id": "s", "area": {"x": 0, "y": 0, "w": 200, "h": 200}}),
+    )
+    .await;
+    // the world ticks on past its first checkpoint
+    let mut seen = 0;
+    while seen < 40 {
+        let v = next(&mut ws).await;
+        if let Some(t) = v["tick"].as_u64() {
+            seen = seen.max(t);
+        }
+    }
     let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     let asked = Instant::now();
     kill(pid, Signal::SIGTERM).unwrap();
@@ -385,5 +414,23 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
     assert!(
         !home.join("run/cli.pid").exists(),
         "the pid file is removed at exit"
+    );
+    let (checkpoints, last): (i64, i64) = {
+        let row = db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*), max(c.tick) FROM world_checkpoints c JOIN worlds w ON w.id = c.world_id \
+                 WHERE w.slug = 'cli'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(checkpoints >= 2, "the start's and the final one: {checkpoints}");
+    assert!(
+        last >= i64::try_from(seen).unwrap(),
+        "the final checkpoint (tick {last}) is at or past the last tick a client saw ({seen})"
     );
 }
