@@ -32,10 +32,14 @@ impl Content {
         let dir = std::env::temp_dir().join(format!("hearth-reload-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = workspace_root();
-        for sub in ["agents", "maps"] {
+        for sub in ["agents", "maps", "lore"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        for (from, to) in [("agents", "agents"), ("assets/maps", "maps")] {
+        for (from, to) in [
+            ("agents", "agents"),
+            ("assets/maps", "maps"),
+            ("assets/lore", "lore"),
+        ] {
             for f in std::fs::read_dir(root.join(from)).unwrap() {
                 let f = f.unwrap().path();
                 if f.is_file() {
@@ -202,6 +206,7 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     let server = Server::builder()
         .db(&db)
         .world("reload")
+        .lore(content.dir.join("lore"))
         .args(content.args())
         .args(["--time-scale", "30"])
         .start()
@@ -276,6 +281,30 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     assert_eq!(detail(&mut ws, "d4").await["age"], 30);
     send(&mut ws, &json!({"type": "reload_content", "id": "r2"})).await;
     assert_eq!(answer(&mut ws, "r2").await["type"], "ok");
+
+    // new lore: chunked into the database while the world runs
+    std::fs::write(
+        content.dir.join("lore/flood.md"),
+        "# The Flood\n\nIn the spring of the great flood the river rose over the mill race \
+         and the whole valley rowed to the chapel on the hill.\n",
+    )
+    .unwrap();
+    let lore = event(&mut ws, "content_reloaded").await;
+    assert_eq!(lore["lore"], true, "{lore}");
+    assert_eq!(lore["changed"], json!([]), "{lore}");
+    let chunks: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM lore_chunks c JOIN lore_documents d ON d.id = c.document_id \
+             JOIN worlds w ON w.id = d.world_id \
+             WHERE w.slug = 'reload' AND d.path LIKE '%flood.md' AND c.text LIKE '%great flood%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunks, 1, "the new document is chunked");
 
     // agents join and leave only at a restart: refused, named
     std::fs::copy(content.agent("ivo"), content.agent("ivo2")).unwrap();
