@@ -1,6 +1,6 @@
 //! The agents of a world as rows: registered (or updated) from the designers'
 //! files when a world opens, so every per-agent table can refer to them by
-//! id. Touches `agents`, and reads the time of an agent's latest memory.
+//! id, and archived when they leave it. Touches `agents`, and reads the time of an agent's latest memory.
 
 use std::collections::HashMap;
 
@@ -26,6 +26,37 @@ pub struct AgentRow {
     pub primary_goal: Option<String>,
     pub secondary_goals: Vec<String>,
     pub home_location: Option<String>,
+}
+
+/// Archives the agents `slugs` of world `world_id` (they left the world;
+/// their rows, memories and relationships stay); returns how many were
+/// not archived already.
+#[instrument(skip_all, fields(world_id, agents = slugs.len()))]
+pub async fn archive(client: &Client, world_id: i64, slugs: &[String]) -> Result<u64, DbError> {
+    Ok(client
+        .execute(
+            "UPDATE agents SET archived_at = now(), updated_at = now() \
+             WHERE world_id = $1 AND slug = ANY($2) AND archived_at IS NULL",
+            &[&world_id, &slugs],
+        )
+        .await?)
+}
+
+/// Archives every agent of world `world_id` whose slug is not in `keep`
+/// (its file is gone); returns how many were archived now.
+#[instrument(skip_all, fields(world_id, keep = keep.len()))]
+pub async fn archive_missing(
+    client: &Client,
+    world_id: i64,
+    keep: &[String],
+) -> Result<u64, DbError> {
+    Ok(client
+        .execute(
+            "UPDATE agents SET archived_at = now(), updated_at = now() \
+             WHERE world_id = $1 AND NOT (slug = ANY($2)) AND archived_at IS NULL",
+            &[&world_id, &keep],
+        )
+        .await?)
 }
 
 /// Inserts the agents of world `world_id`, or updates those already there

@@ -55,7 +55,7 @@ pub struct Frame {
     pub ticks_us: Vec<u32>,
     /// Content reloaded into the world since the previous frame: the rows
     /// of this frame on are made with it.
-    pub content: Option<(Arc<Vec<AgentDef>>, Arc<WorldMap>)>,
+    pub content: Option<Arc<crate::world::reload::Reloaded>>,
 }
 
 impl Frame {
@@ -76,7 +76,7 @@ pub struct Feed {
     events: Vec<(u64, WorldEvent)>,
     ticks_us: Vec<u32>,
     held: Option<Frame>,
-    content: Option<(Arc<Vec<AgentDef>>, Arc<WorldMap>)>,
+    content: Option<Arc<crate::world::reload::Reloaded>>,
 }
 
 impl Feed {
@@ -93,7 +93,7 @@ impl Feed {
                 self.events.push((out.game_seconds, e.clone()));
             }
             if let WorldEvent::ContentReloaded(r) = e {
-                self.content = Some((r.agents.clone(), r.map.clone()));
+                self.content = Some(r.clone());
             }
         }
         self.ticks_us
@@ -182,10 +182,14 @@ pub fn spawn(
         let mut report = PersistReport::default();
         let mut state = Some(conversations);
         while let Some(frame) = rx.recv().await {
-            if let Some((defs, map)) = &frame.content {
+            if let Some(r) = &frame.content {
                 context = Arc::new(Context {
-                    defs: defs.clone(),
-                    map: map.clone(),
+                    defs: r.agents.clone(),
+                    map: r.map.clone(),
+                    agent_ids: r
+                        .agent_ids
+                        .clone()
+                        .unwrap_or_else(|| context.agent_ids.clone()),
                     ..(*context).clone()
                 });
             }

@@ -70,6 +70,12 @@ pub enum Outcome {
     Applied {
         /// Slugs of the agents whose definition changed.
         changed: Vec<String>,
+        /// Agents that joined the world.
+        #[serde(default)]
+        added: Vec<String>,
+        /// Agents that left it (archived in the database).
+        #[serde(default)]
+        removed: Vec<String>,
         map: bool,
         lore: bool,
         prompts: bool,
@@ -101,6 +107,8 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::Applied {
                 changed,
+                added,
+                removed,
                 map,
                 lore,
                 prompts,
@@ -109,6 +117,12 @@ impl std::fmt::Display for Outcome {
                 let mut parts = Vec::new();
                 if !changed.is_empty() {
                     parts.push(format!("agents {}", changed.join(", ")));
+                }
+                if !added.is_empty() {
+                    parts.push(format!("joined {}", added.join(", ")));
+                }
+                if !removed.is_empty() {
+                    parts.push(format!("left {}", removed.join(", ")));
                 }
                 for (on, what) in [(*map, "the map"), (*lore, "lore"), (*prompts, "prompts")] {
                     if on {
@@ -280,6 +294,12 @@ pub struct Reloader {
     pub store: Option<Store>,
     pub llm: Option<Arc<Llm>>,
     pub files: Option<RunFiles>,
+    /// Database id of every agent by index (persisted worlds).
+    pub agent_ids: Option<Arc<Vec<i64>>>,
+    /// Indices of agents that left the world.
+    pub gone: std::collections::HashSet<u32>,
+    /// Most agents (present or gone) the world can hold before a restart.
+    pub capacity: usize,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -427,43 +447,74 @@ impl Reloader {
             }
             _ => None,
         };
-        let (agents, map) = match self.order(content) {
+        let next = match self.order(content) {
             Ok(x) => x,
             Err(message) => return Outcome::Refused { message },
         };
-        let changed: Vec<usize> = (0..agents.len())
-            .filter(|&i| agents[i] != self.agents[i])
-            .collect();
+        let Next {
+            agents,
+            map,
+            changed,
+            added,
+            removed,
+        } = next;
         let map_changed = *map != *self.map;
         let lore_changed = lore_now != *lore_print;
-        if changed.is_empty() && !map_changed && !lore_changed && new_prompts.is_none() {
+        if changed.is_empty()
+            && added.is_empty()
+            && removed.is_empty()
+            && !map_changed
+            && !lore_changed
+            && new_prompts.is_none()
+        {
             return Outcome::Unchanged;
         }
         let mut notes = Vec::new();
         for &i in &changed {
-            if agents[i].file.llm != self.agents[i].file.llm {
+            if agents[i as usize].file.llm != self.agents[i as usize].file.llm {
                 notes.push(format!(
                     "the model settings of '{}' take effect at the next restart",
-                    agents[i].file.id
+                    agents[i as usize].file.id
                 ));
             }
         }
+        let slug = |i: &u32| agents[*i as usize].file.id.clone();
+        let mut agent_ids = self.agent_ids.clone();
         if let Some(store) = &self.store {
-            if !changed.is_empty() {
-                let rows: Vec<agents::AgentRow> = changed
-                    .iter()
-                    .map(|&i| crate::serve::agent_row(&agents[i]))
-                    .collect();
-                let written = async {
-                    let client = store.pool.get().await.map_err(DbError::from)?;
-                    agents::upsert(&client, store.world_id, &rows).await
-                }
-                .await;
-                if let Err(e) = written {
+            let rows: Vec<agents::AgentRow> = changed
+                .iter()
+                .chain(&added)
+                .map(|&i| crate::serve::agent_row(&agents[i as usize]))
+                .collect();
+            let leaving: Vec<String> = removed.iter().map(slug).collect();
+            let written = async {
+                let client = store.pool.get().await.map_err(DbError::from)?;
+                let ids = agents::upsert(&client, store.world_id, &rows).await?;
+                agents::archive(&client, store.world_id, &leaving).await?;
+                Ok::<_, DbError>(ids)
+            }
+            .await;
+            let ids = match written {
+                Ok(ids) => ids,
+                Err(e) => {
                     return Outcome::Refused {
                         message: format!("the agents could not be written to the database: {e}"),
                     };
                 }
+            };
+            if let Some(known) = &agent_ids {
+                let mut all = known.to_vec();
+                for a in agents.iter().skip(all.len()) {
+                    match ids.get(&a.file.id) {
+                        Some(&id) => all.push(id),
+                        None => {
+                            return Outcome::Refused {
+                                message: format!("agent '{}' was not registered", a.file.id),
+                            };
+                        }
+                    }
+                }
+                agent_ids = Some(Arc::new(all));
             }
             if lore_changed
                 && let Err(e) = crate::serve::sync_lore(
@@ -488,9 +539,16 @@ impl Reloader {
             *prompts_print = print;
         }
         *lore_print = lore_now;
+        if !added.is_empty() && self.llm.is_some() {
+            notes.push(
+                "agents that joined think with the rule-based mind until the next restart".into(),
+            );
+        }
         let reload = Reload {
             agents: agents.clone(),
             map: map.clone(),
+            removed: removed.clone(),
+            agent_ids: agent_ids.clone(),
             lore: lore_changed,
             prompts: prompts_changed,
         };
@@ -499,57 +557,101 @@ impl Reloader {
                 message: "the world has stopped".into(),
             };
         }
-        let slugs = changed.iter().map(|&i| agents[i].file.id.clone()).collect();
-        self.agents = agents;
-        self.map = map;
-        let _ = source;
-        Outcome::Applied {
-            changed: slugs,
+        let outcome = Outcome::Applied {
+            changed: changed.iter().map(slug).collect(),
+            added: added.iter().map(slug).collect(),
+            removed: removed.iter().map(slug).collect(),
             map: map_changed,
             lore: lore_changed,
             prompts: prompts_changed,
             notes,
+        };
+        for i in &removed {
+            self.gone.insert(*i);
         }
+        for i in &added {
+            self.gone.remove(i);
+        }
+        self.agents = agents;
+        self.map = map;
+        self.agent_ids = agent_ids;
+        let _ = source;
+        outcome
     }
 
-    /// The new content in the world's agent order, or why it cannot be
-    /// applied to the running world.
-    fn order(&self, content: Content) -> Result<(Arc<Vec<AgentDef>>, Arc<WorldMap>), String> {
-        let Content { map, agents } = content;
-        let mut by_slug: std::collections::HashMap<String, AgentDef> =
-            agents.into_iter().map(|a| (a.file.id.clone(), a)).collect();
-        let mut ordered = Vec::with_capacity(self.agents.len());
-        let mut removed = Vec::new();
-        for a in self.agents.iter() {
-            match by_slug.remove(&a.file.id) {
-                Some(new) => ordered.push(new),
-                None => removed.push(a.file.id.clone()),
+    /// The new content with the world's agents at their indices (an agent
+    /// that left keeps its place and last definition; new ones after the
+    /// others, in file order), or why it cannot be applied to the running
+    /// world.
+    fn order(&self, content: Content) -> Result<Next, String> {
+        let Content { map, agents: files } = content;
+        let mut by_slug: std::collections::HashMap<&str, &AgentDef> =
+            files.iter().map(|a| (a.file.id.as_str(), a)).collect();
+        let mut ordered = Vec::with_capacity(files.len().max(self.agents.len()));
+        let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, a) in self.agents.iter().enumerate() {
+            let i = i as u32;
+            let here = !self.gone.contains(&i);
+            match by_slug.remove(a.file.id.as_str()) {
+                Some(new) => {
+                    if !here {
+                        added.push(i);
+                    } else if new != a {
+                        changed.push(i);
+                    }
+                    ordered.push(new.clone());
+                }
+                None => {
+                    if here {
+                        removed.push(i);
+                    }
+                    ordered.push(a.clone());
+                }
             }
         }
-        let mut added: Vec<String> = by_slug.into_keys().collect();
-        added.sort();
-        if !added.is_empty() || !removed.is_empty() {
-            let mut what = Vec::new();
-            if !added.is_empty() {
-                what.push(format!("new agents {}", added.join(", ")));
+        for a in &files {
+            if by_slug.contains_key(a.file.id.as_str()) {
+                added.push(ordered.len() as u32);
+                ordered.push(a.clone());
             }
-            if !removed.is_empty() {
-                what.push(format!("agents gone {}", removed.join(", ")));
-            }
+        }
+        if ordered.len() > self.capacity {
             return Err(format!(
-                "{}: agents join or leave the world at a restart (the files are valid)",
-                what.join("; ")
+                "{} agents would have been in this world since it started, and a running world \
+                 takes at most {}: restart the server to add more",
+                ordered.len(),
+                self.capacity
             ));
         }
         let reload = Reload {
             agents: Arc::new(ordered),
             map: Arc::new(map),
+            removed: removed.clone(),
+            agent_ids: None,
             lore: false,
             prompts: false,
         };
         world_reload::check(&self.agents, &self.map, &reload).map_err(|e| e.to_string())?;
-        Ok((reload.agents, reload.map))
+        Ok(Next {
+            agents: reload.agents,
+            map: reload.map,
+            changed,
+            added,
+            removed,
+        })
     }
+}
+
+/// The content a reload applies, in the world's agent order.
+struct Next {
+    agents: Arc<Vec<AgentDef>>,
+    map: Arc<WorldMap>,
+    /// Indices of agents whose definition changed.
+    changed: Vec<u32>,
+    /// Indices of agents that join (new, or back).
+    added: Vec<u32>,
+    /// Indices of agents that leave.
+    removed: Vec<u32>,
 }
 
 /// Watches the content's directories and asks for a reload once changes
@@ -730,6 +832,8 @@ mod tests {
     fn outcomes_say_what_changed() {
         let o = Outcome::Applied {
             changed: vec!["ivo".into()],
+            added: Vec::new(),
+            removed: Vec::new(),
             map: true,
             lore: false,
             prompts: false,

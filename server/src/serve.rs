@@ -358,6 +358,7 @@ pub async fn run(
         info!(agents = thinking, timeout = ?l.timeout(), "agents think with a language model");
         Arc::new(l.with_log(log))
     });
+    let reload_ids = store.as_ref().map(|s| Arc::new(s.agent_ids.clone()));
     let reload_store = store.as_ref().map(|s| crate::reload::Store {
         pool: s.pool.clone(),
         world_id: s.world_id,
@@ -545,11 +546,14 @@ pub async fn run(
                 store: reload_store,
                 llm: llm.clone(),
                 files: Some(run_files.clone()),
+                agent_ids: reload_ids,
+                gone: Default::default(),
+                capacity: defs.len() + crate::net::hub::AGENT_ROOM as usize,
             };
             tokio::spawn(reloader.run(reload_rx));
         }
         None => {
-            let _ = (world_agents, world_map, reload_store);
+            let _ = (world_agents, world_map, reload_store, reload_ids);
             tokio::spawn(async move {
                 let mut rx = reload_rx;
                 while let Some(r) = rx.recv().await {
@@ -1002,6 +1006,11 @@ async fn register_agents(
     let rows: Vec<AgentRow> = defs.iter().map(agent_row).collect();
     let client = pool.get().await.map_err(DbError::from)?;
     let ids = agents::upsert(&client, world_id, &rows).await?;
+    let keep: Vec<String> = defs.iter().map(|d| d.file.id.clone()).collect();
+    let archived = agents::archive_missing(&client, world_id, &keep).await?;
+    if archived > 0 {
+        info!(archived, "agents whose files are gone were archived");
+    }
     defs.iter()
         .map(|d| {
             ids.get(&d.file.id).copied().ok_or_else(|| {

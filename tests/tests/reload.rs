@@ -3,7 +3,10 @@
 //! the running server takes effect in `agent_detail` (and the agent's row)
 //! while the agent keeps its memories; a broken file sends a
 //! `content_error` event naming file, line and column while the world
-//! keeps ticking, and fixing it applies it. As separate processes:
+//! keeps ticking, and fixing it applies it; new lore is chunked into the
+//! database; a new agent file brings an agent into the world (registered,
+//! seeded) and removing it takes the agent out (archived). As separate
+//! processes:
 //! `hearth reload` signals a running `hearth serve` and prints the outcome
 //! (exit 1 for a broken file), and SIGTERM stops the server with close
 //! frames to its clients and exit 0 within 10 s.
@@ -185,6 +188,20 @@ async fn memories(ws: &mut Ws, id: &str) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Whether agent `slug` of world `reload` is archived.
+async fn archived(db: &TestDb, slug: &str) -> bool {
+    db.client()
+        .await
+        .query_one(
+            "SELECT a.archived_at IS NOT NULL FROM agents a JOIN worlds w ON w.id = a.world_id \
+             WHERE w.slug = 'reload' AND a.slug = $1",
+            &[&slug],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn ticks(server: &Server) -> f64 {
     let text = reqwest::get(format!("{}/metrics", server.http_url()))
         .await
@@ -306,14 +323,35 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
         .get(0);
     assert_eq!(chunks, 1, "the new document is chunked");
 
-    // agents join and leave only at a restart: refused, named
-    std::fs::copy(content.agent("ivo"), content.agent("ivo2")).unwrap();
-    content.edit("ivo2", |t| t.replace("\"id\": \"ivo\"", "\"id\": \"ivo2\""));
-    let refused = event(&mut ws, "content_error").await;
-    assert!(
-        refused["message"].as_str().unwrap().contains("new agents ivo2"),
-        "{refused}"
-    );
+    // a new agent file: the agent joins the world, registered in the database
+    std::fs::copy(content.agent("ivo"), content.agent("ivy")).unwrap();
+    content.edit("ivy", |t| {
+        t.replace("\"id\": \"ivo\"", "\"id\": \"ivy\"")
+            .replace("\"name\": \"Ivo Petrov\"", "\"name\": \"Ivy Petrova\"")
+    });
+    let joined = event(&mut ws, "content_reloaded").await;
+    assert_eq!(joined["added"], json!(["a:ivy"]), "{joined}");
+    send(&mut ws, &json!({"type": "agent_detail", "id": "i1", "agent": "a:ivy"})).await;
+    let ivy = answer(&mut ws, "i1").await;
+    assert_eq!(ivy["agent"]["name"], "Ivy Petrova", "{ivy}");
+    assert!(!archived(&db, "ivy").await, "ivy is registered and present");
+    // her seed memories are hers from the start
+    send(
+        &mut ws,
+        &json!({"type": "agent_memories", "id": "i2", "agent": "a:ivy", "query": "workshop", "k": 5}),
+    )
+    .await;
+    let seeded = answer(&mut ws, "i2").await;
+    assert!(!seeded["memories"].as_array().unwrap().is_empty(), "{seeded}");
+
+    // the file removed: the agent leaves, archived, not deleted
+    std::fs::remove_file(content.agent("ivy")).unwrap();
+    let left = event(&mut ws, "content_reloaded").await;
+    assert_eq!(left["removed"], json!(["a:ivy"]), "{left}");
+    send(&mut ws, &json!({"type": "agent_detail", "id": "i3", "agent": "a:ivy"})).await;
+    let gone = answer(&mut ws, "i3").await;
+    assert_eq!(gone["type"], "error", "{gone}");
+    assert!(archived(&db, "ivy").await, "ivy is archived");
     server.stop().await;
 }
 

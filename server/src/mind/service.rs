@@ -124,6 +124,13 @@ enum Input {
     Watch(mpsc::UnboundedSender<Insight>),
     /// The wait after a failed embedding request is over.
     Wake,
+    /// An agent that joined the world, with its latest memories in the
+    /// database (none for a new one: it is seeded from its file).
+    Joined {
+        agent: u32,
+        rows: Vec<MemoryRow>,
+        now: GameSeconds,
+    },
 }
 
 /// What a model job sends back to the service.
@@ -187,6 +194,7 @@ impl std::fmt::Debug for Input {
             Input::Latest { agent, .. } => write!(f, "Latest({agent})"),
             Input::Watch(_) => f.write_str("Watch"),
             Input::Wake => f.write_str("Wake"),
+            Input::Joined { agent, rows, .. } => write!(f, "Joined({agent}, {})", rows.len()),
         }
     }
 }
@@ -472,14 +480,28 @@ impl Task {
             Input::Tick { now, events } => {
                 for (_, e) in &events {
                     if let WorldEvent::ContentReloaded(r) = e {
-                        self.defs = r.agents.clone();
-                        self.stream.set_content(&r.agents, &r.map);
+                        self.reloaded(r, now);
                     }
                 }
                 let made = self.stream.ingest(now, &events, self.mind.as_ref());
                 self.accept(made);
                 for agent in self.stream.take_due_reflections() {
                     self.ask_questions(agent, now);
+                }
+            }
+            Input::Joined { agent, mut rows, now } => {
+                if rows.is_empty() {
+                    self.seed_one(agent, now);
+                } else {
+                    rows.reverse();
+                    for row in rows {
+                        if let Some((memory, embedding)) = from_row(&row) {
+                            if embedding.is_none() {
+                                self.queue.push_back((agent, memory.id, memory.content.clone()));
+                            }
+                            self.stream.restore(agent, memory, embedding.as_deref());
+                        }
+                    }
                 }
             }
             Input::Embedded { items, vectors } => {
@@ -599,6 +621,69 @@ impl Task {
 
     /// Takes new memories: those of agents with a model go to it first
     /// (a rating, or a look back's wording), the rest are accepted now.
+    /// Takes content reloaded into the world: new definitions, windows for
+    /// agents that joined (seeded from their files unless they were here
+    /// before and remember), and their database ids.
+    fn reloaded(&mut self, r: &crate::world::reload::Reloaded, now: GameSeconds) {
+        self.defs = r.agents.clone();
+        self.stream.set_content(&r.agents, &r.map);
+        if let (Some(store), Some(ids)) = (self.store.as_mut(), r.agent_ids.as_ref()) {
+            store.agent_ids = ids.to_vec();
+        }
+        for &agent in &r.added {
+            if self.stream.memories(agent).next().is_some() {
+                // back after leaving while the server ran: it remembers
+                continue;
+            }
+            let found = self
+                .store
+                .as_ref()
+                .and_then(|s| Some((s.pool.clone(), *s.agent_ids.get(agent as usize)?)));
+            let Some((pool, agent_id)) = found else {
+                self.seed_one(agent, now);
+                continue;
+            };
+            // it may have lived here before: its memories are in the database
+            let window = self.stream.config().retrieval.hot_window as i64;
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let rows = match pool.get().await {
+                    Ok(client) => memories::load_recent(&client, agent_id, window)
+                        .await
+                        .unwrap_or_else(|e| {
+                            warn!(agent_id, error = %e, "cannot load a returning agent's memories");
+                            Vec::new()
+                        }),
+                    Err(e) => {
+                        warn!(agent_id, error = %e, "cannot load a returning agent's memories");
+                        Vec::new()
+                    }
+                };
+                if let Some(tx) = tx.upgrade() {
+                    let _ = tx.send(Input::Joined { agent, rows, now });
+                }
+            });
+        }
+    }
+
+    /// Agent `agent`'s seed memories, from its file.
+    fn seed_one(&mut self, agent: u32, now: GameSeconds) {
+        let seeds: Vec<AgentDef> = self
+            .defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut d = d.clone();
+                if i as u32 != agent {
+                    d.file.memories.clear();
+                }
+                d
+            })
+            .collect();
+        let made = self.stream.seed(&seeds, self.mind.as_ref(), now);
+        self.accept_now(made);
+    }
+
     fn accept(&mut self, made: Vec<NewMemory>) {
         let Some(llm) = self.llm.clone() else {
             self.accept_now(made);

@@ -180,9 +180,10 @@ impl MemoryStream {
         }
     }
 
-    /// Takes reloaded content (the same agents in the same order): names,
-    /// goals and place names come from it from now on; memories, windows
-    /// and bonds are kept.
+    /// Takes reloaded content (the world's agents at their indices, new ones
+    /// after them): names, goals and place names come from it from now on;
+    /// memories, windows and bonds are kept, and agents that joined get
+    /// empty windows.
     pub fn set_content(&mut self, agents: &[AgentDef], map: &WorldMap) {
         for (person, a) in self.people.iter_mut().zip(agents) {
             if person.slug != a.file.id {
@@ -192,6 +193,26 @@ impl MemoryStream {
             person.goals = std::iter::once(a.file.goals.primary.clone())
                 .chain(a.file.goals.secondary.iter().cloned())
                 .collect();
+        }
+        // agents that joined the world: new, empty windows after the others
+        for a in agents.iter().skip(self.people.len()) {
+            self.people.push(Person {
+                slug: a.file.id.clone(),
+                name: a.file.name.clone(),
+                goals: std::iter::once(a.file.goals.primary.clone())
+                    .chain(a.file.goals.secondary.iter().cloned())
+                    .collect(),
+            });
+        }
+        while self.agents.len() < self.people.len() {
+            self.agents.push(AgentMemory {
+                hot: HotMemories::new(self.config.dim, self.config.retrieval.hot_window),
+                next_id: 1,
+                since_reflection: 0,
+                recent: VecDeque::new(),
+                today: Vec::new(),
+                seen_today: HashMap::new(),
+            });
         }
         self.places = map.locations.iter().map(|l| l.name.clone()).collect();
     }

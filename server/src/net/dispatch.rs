@@ -367,6 +367,8 @@ impl Task {
                     self.core.set_content(r.agents.clone(), r.map.clone());
                     self.handle(HubMsg::Staff(protocol::Event::ContentReloaded {
                         changed: crate::reload::agent_refs(&r.agents, &r.changed),
+                        added: crate::reload::agent_refs(&r.agents, &r.added),
+                        removed: crate::reload::agent_refs(&r.agents, &r.removed),
                         rescheduled: crate::reload::agent_refs(&r.agents, &r.rescheduled),
                         repathed: crate::reload::agent_refs(&r.agents, &r.repathed),
                         map: r.map_changed,

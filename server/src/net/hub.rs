@@ -88,18 +88,26 @@ pub struct HubStats {
     pub deepest_queue: usize,
 }
 
+/// Agents that may join a running world (content reloaded with new agent
+/// files) before a restart: their mirror indices come before the
+/// characters'.
+pub const AGENT_ROOM: u32 = 1024;
+
 /// The clients of one world and the mirror they are served from.
 #[derive(Debug)]
 pub struct HubCore {
     mirror: Mirror,
     defs: Arc<Vec<AgentDef>>,
     map: Arc<WorldMap>,
-    /// Mirror index of character slot 0 (the number of agents).
+    /// Mirror index of character slot 0: the number of agents the world
+    /// started with, plus [`AGENT_ROOM`] for agents that join it later.
     base: u32,
     /// Characters that have been in the world, by mirror index, and their
     /// indices by name (whether they are there now is the mirror's to say).
     characters: HashMap<u32, String>,
     by_name: HashMap<String, u32>,
+    /// Agents that left the world (their definitions stay, by index).
+    gone: std::collections::HashSet<u32>,
     /// Who is speaking: mirror index → (line, tick it ends).
     speech: HashMap<u32, (String, u64)>,
     clients: HashMap<u64, Client>,
@@ -113,11 +121,12 @@ impl HubCore {
     pub fn new(defs: Arc<Vec<AgentDef>>, map: Arc<WorldMap>) -> Self {
         Self {
             mirror: Mirror::new(map.width, map.height),
-            base: defs.len() as u32,
+            base: defs.len() as u32 + AGENT_ROOM,
             defs,
             map,
             characters: HashMap::new(),
             by_name: HashMap::new(),
+            gone: std::collections::HashSet::new(),
             speech: HashMap::new(),
             clients: HashMap::new(),
             stats: HubStats::default(),
@@ -157,12 +166,13 @@ impl HubCore {
         self.clients.len()
     }
 
-    /// The agent's index, by slug.
+    /// The agent's index, by slug (none for an agent that left the world).
     pub fn agent(&self, slug: &str) -> Option<u32> {
         self.defs
             .iter()
             .position(|d| d.file.id == slug)
             .map(|i| i as u32)
+            .filter(|i| !self.gone.contains(i))
     }
 
     /// Where an entity is now, if it is in the world.
@@ -360,6 +370,17 @@ impl HubCore {
     ) -> Vec<(u64, Dropped)> {
         let tick = frame.tick;
         self.mirror.apply(frame);
+        if !self.gone.is_empty() {
+            for a in &frame.agents {
+                self.gone.remove(&a.idx);
+            }
+        }
+        for &idx in &frame.agents_gone {
+            // an agent whose file was removed: clients that saw it are told
+            self.mirror.remove(idx);
+            self.speech.remove(&idx);
+            self.gone.insert(idx);
+        }
         for &slot in &frame.gone {
             let idx = self.base + slot;
             // the name stays known (its slot is its own for good), so the

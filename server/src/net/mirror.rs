@@ -376,6 +376,7 @@ mod tests {
             agents,
             characters: Vec::new(),
             gone: Vec::new(),
+            agents_gone: Vec::new(),
             full: false,
         }
     }

@@ -1198,6 +1198,12 @@ pub enum Event {
     ContentReloaded {
         /// Agents whose definition changed.
         changed: Vec<AgentRef>,
+        /// Agents that joined the world (new files, or files back).
+        #[serde(default)]
+        added: Vec<AgentRef>,
+        /// Agents that left it (their files were removed).
+        #[serde(default)]
+        removed: Vec<AgentRef>,
         /// Agents that took up a changed schedule at once.
         #[serde(default)]
         rescheduled: Vec<AgentRef>,

@@ -207,6 +207,73 @@ fn bound_outbox(config: Res<SimConfig>, mut outbox: ResMut<Outbox>, mut stats: R
     }
 }
 
+/// Spawns agent `idx` of definition `def` at its start location (a tile
+/// picked by the world's seed), with the relationships its file seeds
+/// toward the agents in `by_slug`; returns its entity.
+pub(crate) fn spawn_agent(
+    world: &mut World,
+    idx: u32,
+    def: &AgentDef,
+    map: &WorldMap,
+    rng: &WorldRng,
+    clock: &GameClock,
+    by_slug: &std::collections::HashMap<&str, u32>,
+) -> Entity {
+    let start = map.location(def.start);
+    let tile = if start.walkable.is_empty() {
+        start.rect.center()
+    } else {
+        start.walkable
+            [(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
+    };
+    let mut rels: Vec<Relationship> = def
+        .file
+        .relationships
+        .iter()
+        .filter_map(|r| {
+            by_slug.get(r.target.as_str()).map(|&t| Relationship {
+                target: t,
+                kind: r.kind.clone(),
+                affection: r.affection.clamp(-100.0, 100.0),
+                trust: r.trust.clamp(0.0, 100.0),
+                interactions: 0,
+                last_interaction: None,
+            })
+        })
+        .collect();
+    rels.sort_by_key(|r| r.target);
+    rels.dedup_by_key(|r| r.target);
+    world
+        .spawn((
+            AgentIdx(idx),
+            Position::of(tile),
+            Facing::default(),
+            Activity {
+                block: None,
+                override_reason: Some(Override::FreeTime),
+                location: def.start,
+                since: clock.minutes(),
+                until: clock.minutes(),
+                sleep: false,
+            },
+            Plan {
+                id: 0,
+                goal: "arrive".into(),
+                steps: Vec::new(),
+                current: 0,
+                status: PlanStatus::Done,
+                priority: 1,
+                deadline: clock.minutes(),
+            },
+            Movement::default(),
+            Needs::for_personality(&def.file.traits.personality),
+            Perception::default(),
+            Talk::default(),
+            Relationships(rels),
+        ))
+        .id()
+}
+
 /// A world and the schedule that ticks it.
 pub struct Sim {
     world: World,
@@ -270,61 +337,15 @@ impl Sim {
 
         let mut entities = Vec::with_capacity(agents.len());
         for (i, def) in agents.iter().enumerate() {
-            let idx = i as u32;
-            let start = map.location(def.start);
-            let tile = if start.walkable.is_empty() {
-                start.rect.center()
-            } else {
-                start.walkable
-                    [(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
-            };
-            let mut rels: Vec<Relationship> = def
-                .file
-                .relationships
-                .iter()
-                .filter_map(|r| {
-                    by_slug.get(r.target.as_str()).map(|&t| Relationship {
-                        target: t,
-                        kind: r.kind.clone(),
-                        affection: r.affection.clamp(-100.0, 100.0),
-                        trust: r.trust.clamp(0.0, 100.0),
-                        interactions: 0,
-                        last_interaction: None,
-                    })
-                })
-                .collect();
-            rels.sort_by_key(|r| r.target);
-            rels.dedup_by_key(|r| r.target);
-            let e = world
-                .spawn((
-                    AgentIdx(idx),
-                    Position::of(tile),
-                    Facing::default(),
-                    Activity {
-                        block: None,
-                        override_reason: Some(Override::FreeTime),
-                        location: def.start,
-                        since: clock.minutes(),
-                        until: clock.minutes(),
-                        sleep: false,
-                    },
-                    Plan {
-                        id: 0,
-                        goal: "arrive".into(),
-                        steps: Vec::new(),
-                        current: 0,
-                        status: PlanStatus::Done,
-                        priority: 1,
-                        deadline: clock.minutes(),
-                    },
-                    Movement::default(),
-                    Needs::for_personality(&def.file.traits.personality),
-                    Perception::default(),
-                    Talk::default(),
-                    Relationships(rels),
-                ))
-                .id();
-            entities.push(e);
+            entities.push(spawn_agent(
+                &mut world,
+                i as u32,
+                def,
+                &map,
+                &rng,
+                &clock,
+                &by_slug,
+            ));
         }
 
         world.insert_resource(rng);

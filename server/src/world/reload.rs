@@ -1,9 +1,12 @@
-//! Content reloaded into the live world: new agent definitions (same agents,
-//! same order) and a new map of the same size take effect between two ticks.
-//! Agents keep their state (position, needs, memories, relationships); those
+//! Content reloaded into the live world: new agent definitions and a new
+//! map of the same size take effect between two ticks. Agents keep their
+//! index and their state (position, needs, memories, relationships); those
 //! whose schedule or home changed take up their new schedule at once; those
 //! whose way crossed what the map changed look for a new one; location ids
-//! are carried over by name. The outcome is emitted as
+//! are carried over by name. New agents are appended and spawn at their
+//! start location; agents whose file is gone leave the world (their
+//! definition stays at its index, so indices held elsewhere stay valid)
+//! and the conversations they were in go on without them or end. The outcome is emitted as
 //! [`WorldEvent::ContentReloaded`] so every consumer of the world's events
 //! (hub, memory service, write-behind pipeline) swaps in the same content at
 //! the same tick. No I/O: the files were read and checked off the world's
@@ -15,17 +18,25 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use serde::Serialize;
 
-use super::components::{Activity, AgentIdx, Movement, Plan, Step};
+use super::components::{Activity, AgentIdx, Movement, Plan, Step, Talk};
+use super::conversation::Conversations;
 use super::path::PathQueue;
-use super::{Defs, GameClock, MapRes, Outbox, WorldEvent};
+use super::rng::WorldRng;
+use super::view::View;
+use super::{AgentIndex, Defs, GameClock, MapRes, Outbox, WorldEvent, spawn_agent};
 use crate::content::{AgentDef, LocationId, WorldMap};
 
-/// Content to swap in: definitions of the same agents, in the world's order,
-/// and the map (the same size as the world's).
+/// Content to swap in: the world's agents at their indices (new ones after
+/// them), and the map (the same size as the world's).
 #[derive(Debug, Clone)]
 pub struct Reload {
     pub agents: Arc<Vec<AgentDef>>,
     pub map: Arc<WorldMap>,
+    /// Indices of agents that leave the world.
+    pub removed: Vec<u32>,
+    /// Database id of every agent by index, when the world is persisted
+    /// (carried to [`Reloaded`] for the memory service and the writer).
+    pub agent_ids: Option<Arc<Vec<i64>>>,
     /// Lore and prompt templates changed too (the world does not use them;
     /// the flags are carried to [`Reloaded`] for its consumers).
     pub lore: bool,
@@ -58,6 +69,12 @@ pub struct Reloaded {
     /// Agents whose destination or location is gone from the map: they plan
     /// afresh.
     pub replanned: Vec<u32>,
+    /// Agents that joined the world (new, or back).
+    pub added: Vec<u32>,
+    /// Agents that left it.
+    pub removed: Vec<u32>,
+    #[serde(skip)]
+    pub agent_ids: Option<Arc<Vec<i64>>>,
     /// The map changed.
     pub map_changed: bool,
     /// Carried from [`Reload`].
@@ -69,10 +86,10 @@ pub struct Reloaded {
 /// the world refuses rather than corrupt its indices).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadRefused {
-    #[error(
-        "the world has {have} agents and the reload {got}: agents are added or removed only at a restart"
-    )]
+    #[error("the world has {have} agents and the reload only {got}: an agent that leaves keeps its place")]
     AgentCount { have: usize, got: usize },
+    #[error("agent index {0} is not in the world")]
+    NoSuchAgent(u32),
     #[error("agent {index} is '{have}' in the world and '{got}' in the reload")]
     AgentOrder {
         index: usize,
@@ -92,7 +109,7 @@ pub enum ReloadRefused {
 
 /// Checks that `reload` can be applied to a world of `agents` on `map`.
 pub fn check(agents: &[AgentDef], map: &WorldMap, reload: &Reload) -> Result<(), ReloadRefused> {
-    if agents.len() != reload.agents.len() {
+    if reload.agents.len() < agents.len() {
         return Err(ReloadRefused::AgentCount {
             have: agents.len(),
             got: reload.agents.len(),
@@ -109,6 +126,9 @@ pub fn check(agents: &[AgentDef], map: &WorldMap, reload: &Reload) -> Result<(),
             have: a.file.id.clone(),
             got: b.file.id.clone(),
         });
+    }
+    if let Some(&bad) = reload.removed.iter().find(|&&i| i as usize >= agents.len()) {
+        return Err(ReloadRefused::NoSuchAgent(bad));
     }
     if (map.width, map.height) != (reload.map.width, reload.map.height) {
         return Err(ReloadRefused::MapSize {
@@ -153,6 +173,8 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
     let Reload {
         agents,
         map,
+        removed,
+        agent_ids,
         lore,
         prompts,
     } = reload;
@@ -176,6 +198,9 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
         rescheduled: Vec::new(),
         repathed: Vec::new(),
         replanned: Vec::new(),
+        added: Vec::new(),
+        removed: Vec::new(),
+        agent_ids,
         map_changed,
         lore,
         prompts,
@@ -188,6 +213,9 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
         let (Some(old), Some(new)) = (old_agents.get(i), agents.get(i)) else {
             continue;
         };
+        if removed.contains(&idx.0) {
+            continue;
+        }
         if old != new {
             done.changed.push(idx.0);
         }
@@ -252,9 +280,100 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
             queue.push(e);
         }
     }
+    leave(world, &removed, &mut done);
+    join(world, &agents, &map, &mut done);
+    done.changed
+        .retain(|i| !done.added.contains(i) && !done.removed.contains(i));
     world.resource_mut::<Defs>().agents = agents;
     world.resource_mut::<MapRes>().0 = map;
     Ok(done)
+}
+
+/// Agents `removed` leave the world: their entities are despawned, their
+/// conversations go on without them (or end with fewer than two left),
+/// and clients are told.
+fn leave(world: &mut World, removed: &[u32], done: &mut Reloaded) {
+    let tick = world.resource::<GameClock>().tick;
+    let entities = world.resource::<AgentIndex>().0.clone();
+    for &idx in removed {
+        let Some(&e) = entities.get(idx as usize) else {
+            continue;
+        };
+        if world.despawn(e) {
+            done.removed.push(idx);
+        }
+    }
+    if done.removed.is_empty() {
+        return;
+    }
+    let gone = done.removed.clone();
+    let mut ended = Vec::new();
+    {
+        let mut conversations = world.resource_mut::<Conversations>();
+        conversations.active.retain_mut(|c| {
+            c.participants.retain(|p| !gone.contains(p));
+            if c.participants.len() >= 2 {
+                true
+            } else {
+                ended.push((c.id, c.participants.clone(), c.turns));
+                false
+            }
+        });
+    }
+    for (conversation, participants, turns) in ended {
+        for &p in &participants {
+            if let Some(&e) = entities.get(p as usize)
+                && let Some(mut talk) = world.get_mut::<Talk>(e)
+                && talk.conversation == Some(conversation)
+            {
+                talk.conversation = None;
+            }
+        }
+        world.resource_mut::<Outbox>().push(
+            tick,
+            WorldEvent::ConversationEnded {
+                conversation,
+                participants,
+                turns,
+            },
+        );
+    }
+    world.resource_mut::<View>().agents_gone.extend(gone);
+}
+
+/// Agents without a living entity (new ones after the world's, or ones
+/// back after leaving) spawn at their start location.
+fn join(world: &mut World, agents: &[AgentDef], map: &WorldMap, done: &mut Reloaded) {
+    let entities = world.resource::<AgentIndex>().0.clone();
+    let missing: Vec<u32> = (0..agents.len())
+        .filter(|&i| {
+            entities
+                .get(i)
+                .is_none_or(|&e| world.get_entity(e).is_err())
+        })
+        .map(|i| i as u32)
+        .filter(|i| !done.removed.contains(i))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let by_slug: std::collections::HashMap<&str, u32> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.file.id.as_str(), i as u32))
+        .collect();
+    let rng = *world.resource::<WorldRng>();
+    let clock = world.resource::<GameClock>().clone();
+    for idx in missing {
+        let e = spawn_agent(world, idx, &agents[idx as usize], map, &rng, &clock, &by_slug);
+        let mut index = world.resource_mut::<AgentIndex>();
+        let slot = idx as usize;
+        if index.0.len() <= slot {
+            index.0.resize(slot + 1, Entity::PLACEHOLDER);
+        }
+        index.0[slot] = e;
+        done.added.push(idx);
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +413,8 @@ mod tests {
         sim.send(Command::Reload(Box::new(Reload {
             agents: Arc::new(agents),
             map,
+            removed: Vec::new(),
+            agent_ids: None,
             lore: false,
             prompts: false,
         })));
@@ -329,6 +450,8 @@ mod tests {
         sim.send(Command::Reload(Box::new(Reload {
             agents: Arc::new(agents),
             map,
+            removed: Vec::new(),
+            agent_ids: None,
             lore: false,
             prompts: false,
         })));
@@ -382,6 +505,8 @@ mod tests {
         sim.send(Command::Reload(Box::new(Reload {
             agents,
             map: Arc::new(map),
+            removed: Vec::new(),
+            agent_ids: None,
             lore: false,
             prompts: false,
         })));
@@ -400,6 +525,88 @@ mod tests {
     }
 
     #[test]
+    fn agents_join_and_leave_and_come_back() {
+        let mut sim = sim();
+        sim.take_view();
+        sim.publish_view();
+        sim.step();
+        sim.take_view();
+        let mut agents = (**sim.defs()).clone();
+        let mut newcomer = agents[0].clone();
+        newcomer.file.id = "newcomer".into();
+        newcomer.file.name = "New Comer".into();
+        agents.push(newcomer);
+        let map = sim.map().clone();
+        // agent 2 is in a conversation with agent 4 when it leaves
+        {
+            let e4 = sim.entity(4).expect("agent 4");
+            let e2 = sim.entity(2).expect("agent 2");
+            let mut c = sim.world_mut().resource_mut::<Conversations>();
+            c.active.push(crate::world::conversation::Conversation {
+                id: 999,
+                participants: vec![2, 4],
+                location: None,
+                turns: 1,
+                max_turns: 4,
+                next_line: u64::MAX,
+                started: 0,
+            });
+            sim.world_mut().get_mut::<Talk>(e2).expect("talk").conversation = Some(999);
+            sim.world_mut().get_mut::<Talk>(e4).expect("talk").conversation = Some(999);
+        }
+        sim.drain_events();
+        sim.send(Command::Reload(Box::new(Reload {
+            agents: Arc::new(agents.clone()),
+            map: map.clone(),
+            removed: vec![2],
+            agent_ids: None,
+            lore: false,
+            prompts: false,
+        })));
+        sim.step();
+        let events = sim.drain_events();
+        let done: Vec<&Arc<Reloaded>> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                WorldEvent::ContentReloaded(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done[0].added, vec![20]);
+        assert_eq!(done[0].removed, vec![2]);
+        assert!(done[0].changed.is_empty());
+        assert!(events.iter().any(|(_, e)| matches!(
+            e,
+            WorldEvent::ConversationEnded { conversation: 999, .. }
+        )));
+        assert!(sim.get::<Position>(2).is_none(), "agent 2 left");
+        assert!(sim.get::<Position>(20).is_some(), "the newcomer is here");
+        assert_eq!(sim.get::<Talk>(4).expect("talk").conversation, None);
+        assert_eq!(sim.agent_count(), 21);
+        let view = sim.take_view().expect("a frame");
+        assert_eq!(view.agents_gone, vec![2]);
+        assert!(view.agents.iter().any(|a| a.idx == 20), "the newcomer is seen");
+        // the world goes on, and a state hash is taken over the living
+        for _ in 0..30 {
+            sim.step();
+        }
+        assert_eq!(sim.state_hash().len(), 64);
+        // agent 2 comes back: a fresh entity at its old index
+        sim.send(Command::Reload(Box::new(Reload {
+            agents: Arc::new(agents),
+            map,
+            removed: Vec::new(),
+            agent_ids: None,
+            lore: false,
+            prompts: false,
+        })));
+        sim.step();
+        let back = reloaded(&mut sim);
+        assert_eq!(back[0].added, vec![2]);
+        assert!(sim.get::<Position>(2).is_some());
+    }
+
+    #[test]
     fn a_reload_of_other_agents_is_refused_and_nothing_changes() {
         let mut sim = sim();
         let mut agents = (**sim.defs()).clone();
@@ -413,6 +620,8 @@ mod tests {
                 &Reload {
                     agents: Arc::new(agents.clone()),
                     map: map.clone(),
+                    removed: Vec::new(),
+                    agent_ids: None,
                     lore: false,
                     prompts: false,
                 }
@@ -423,6 +632,8 @@ mod tests {
         sim.send(Command::Reload(Box::new(Reload {
             agents: Arc::new(agents),
             map,
+            removed: Vec::new(),
+            agent_ids: None,
             lore: false,
             prompts: false,
         })));

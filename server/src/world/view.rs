@@ -65,6 +65,8 @@ pub struct ViewFrame {
     pub characters: Vec<CharacterView>,
     /// Slots of characters that left.
     pub gone: Vec<u32>,
+    /// Agents that left the world (their content file was removed).
+    pub agents_gone: Vec<u32>,
     /// `agents` and `characters` hold everyone.
     pub full: bool,
 }
@@ -82,7 +84,19 @@ impl ViewFrame {
             .enumerate()
             .map(|(i, a)| (a.idx, i))
             .collect();
+        for idx in later.agents_gone {
+            if let Some(i) = at.remove(&idx) {
+                self.agents.swap_remove(i);
+                if let Some(moved) = self.agents.get(i) {
+                    at.insert(moved.idx, i);
+                }
+            }
+            if !self.agents_gone.contains(&idx) {
+                self.agents_gone.push(idx);
+            }
+        }
         for a in later.agents {
+            self.agents_gone.retain(|&g| g != a.idx);
             match at.get(&a.idx) {
                 Some(&i) => self.agents[i] = a,
                 None => {
@@ -113,6 +127,8 @@ pub struct View {
     pub on: bool,
     /// The next frame holds every agent.
     pub resync: bool,
+    /// Agents that left since the last frame.
+    pub agents_gone: Vec<u32>,
     pub out: Option<ViewFrame>,
 }
 
@@ -196,6 +212,7 @@ pub fn publish(
         agents,
         characters: character_views,
         gone,
+        agents_gone: std::mem::take(&mut view.agents_gone),
         full,
     };
     view.resync = false;
