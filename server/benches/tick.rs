@@ -9,6 +9,10 @@
 //! every flush-interval tick does) against the same tick without, and a
 //! full snapshot of every agent (the first and the final checkpoint).
 //!
+//! The `reload` group prices hot reload on the world's thread: a tick that
+//! also takes reloaded content (1 % of the agents with a changed schedule,
+//! taken up at once) against the same tick without.
+//!
 //! `cargo bench -p hearth --bench tick` (criterion). The ratios are what
 //! BENCHMARKS.md records.
 
@@ -232,5 +236,51 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tick, snapshot);
+fn reload(c: &mut Criterion) {
+    use hearth::world::Command;
+    use hearth::world::reload::Reload;
+    use std::sync::Arc;
+    let mut group = c.benchmark_group("reload");
+    for n in [10_000usize, 100_000] {
+        group.sample_size(if n >= 100_000 { 20 } else { 50 });
+        let mut plain = warm_world(n, true);
+        group.bench_with_input(BenchmarkId::new("tick", n), &n, |b, _| {
+            b.iter(|| {
+                plain.step();
+                plain.drain_events();
+            });
+        });
+        // two versions of the content, 1 % of the agents apart: each tick
+        // takes the other one, as if a designer saved every 100 ms
+        let mut sim = warm_world(n, true);
+        let a = sim.defs().clone();
+        let mut edited = (*a).clone();
+        for def in edited.iter_mut().step_by(100) {
+            if let Some(block) = def.schedule.first_mut() {
+                block.activity.push_str(" (revised)");
+            }
+        }
+        let versions = [Arc::new(edited), a];
+        let map = sim.map().clone();
+        let mut turn = 0usize;
+        group.bench_with_input(BenchmarkId::new("tick_with_reload", n), &n, |b, _| {
+            b.iter(|| {
+                turn += 1;
+                sim.send(Command::Reload(Box::new(Reload {
+                    agents: versions[turn % 2].clone(),
+                    map: map.clone(),
+                    removed: Vec::new(),
+                    agent_ids: None,
+                    lore: false,
+                    prompts: false,
+                })));
+                sim.step();
+                sim.drain_events();
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tick, snapshot, reload);
 criterion_main!(benches);

@@ -96,6 +96,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name, as in the status file and the metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Invalid { .. } => "invalid",
+            Outcome::Refused { .. } => "refused",
+        }
+    }
+
     /// The world runs what the files say.
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Applied { .. } | Outcome::Unchanged)
@@ -353,9 +363,14 @@ impl Reloader {
                 replies.extend(more.reply);
             }
             seq += 1;
+            let started = std::time::Instant::now();
             let outcome = self
                 .reload(&request.source, &mut lore_print, &mut prompts_print)
                 .await;
+            metrics::histogram!("hearth_content_reload_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("hearth_content_reloads_total", "outcome" => outcome.kind())
+                .increment(1);
             match &outcome {
                 Outcome::Applied { .. } => info!(source = %request.source, "{outcome}"),
                 Outcome::Unchanged => {

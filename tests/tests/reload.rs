@@ -281,6 +281,16 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     let t0 = ticks(&server).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(ticks(&server).await > t0, "the world keeps ticking");
+    let metrics = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hearth_content_reloads_total{outcome=\"invalid\"}"),
+        "reloads are counted by outcome"
+    );
     let still = detail(&mut ws, "d3").await;
     assert_eq!(still["occupation"], "shipwright", "the last good version runs");
     assert_eq!(still["age"], 29);
