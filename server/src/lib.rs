@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the `hearth` command line (clap) and what each command does.
+//! - [`config`]: `hearth.toml`, its environment overrides, and what
+//!   `hearth config` prints.
 //! - [`content`]: agent files and Tiled maps: formats, validation, the compiled [`content::Content`].
 //! - [`export`]: `hearth export` and `hearth import`: a whole world as a
 //!   versioned JSON document, and back.
