@@ -14,10 +14,11 @@ use hearth_db::migrate::{self, MigrationState};
 use hearth_db::{DbError, Migrations};
 use tokio_postgres::Client;
 
+use crate::config::{self, Config, ConfigError, Layered};
 use crate::content::{agent, validate};
 use crate::export::{self, ExportError};
 use crate::memories::{self, MemoriesError, QueryArgs};
-use crate::mind::embed::{self, EmbedConfig};
+use crate::mind::embed;
 use crate::serve::{self, ServeError, ServeOptions};
 use crate::simulate;
 use crate::telemetry::LogFormat;
@@ -30,18 +31,23 @@ use crate::world::SimConfig;
     about = "A game server for worlds of generative agents"
 )]
 pub struct Cli {
+    /// The configuration file (docs/configuration.md); default: ./hearth.toml
+    /// when it exists.
+    #[arg(long, env = config::FILE_ENV, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
     /// PostgreSQL connection string (URL or key=value). Unset: Hearth runs its
-    /// own cluster under <HOME>/pg.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    /// own cluster under <HOME>/pg. [database] url; env DATABASE_URL.
+    #[arg(long, global = true)]
     pub database_url: Option<String>,
 
     /// Directory for Hearth's local state; the embedded cluster lives in <HOME>/pg.
     #[arg(long, env = "HEARTH_HOME", default_value = ".hearth", global = true)]
     pub home: PathBuf,
 
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// Log format on stderr (default: text). [log] format.
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +57,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: load the content, migrate the database, run the world until stopped.
     Serve(Box<ServeArgs>),
+    /// Print the configuration in effect (hearth.toml, the environment and
+    /// the global flags over the defaults) as TOML, secrets redacted.
+    Config {
+        /// Print the built-in defaults instead.
+        #[arg(long)]
+        default: bool,
+    },
     /// Run the world headless (no database, no network) and print a report.
     Simulate(SimulateArgs),
     /// Load-test a server with real WebSocket clients (docs/loadtest.md).
@@ -176,14 +189,16 @@ pub enum UserCommand {
 
 /// Which embedder makes the vectors (docs/embeddings.md). Default: the
 /// all-MiniLM-L6-v2 model in process when provisioned, else word hashing.
+/// Each flag overrides its key of `[embed]` (docs/configuration.md).
 #[derive(Debug, Clone, Args)]
 pub struct EmbedArgs {
     /// Base URL of an OpenAI-compatible embeddings API, e.g.
     /// http://127.0.0.1:11434/v1 (Ollama); unset: embed in process.
-    #[arg(long, env = "HEARTH_EMBED_URL", value_name = "URL")]
+    /// [embed] url; env HEARTH_EMBED_URL.
+    #[arg(long, value_name = "URL")]
     pub embed_url: Option<String>,
-    /// The model the API should use.
-    #[arg(long, env = "HEARTH_EMBED_MODEL", value_name = "NAME")]
+    /// The model the API should use. [embed] model; env HEARTH_EMBED_MODEL.
+    #[arg(long, value_name = "NAME")]
     pub embed_model: Option<String>,
     /// Name of the environment variable holding the API key.
     #[arg(long, value_name = "VAR")]
@@ -197,15 +212,46 @@ pub struct EmbedArgs {
 }
 
 impl EmbedArgs {
-    pub fn config(&self) -> EmbedConfig {
-        EmbedConfig {
-            base_url: self.embed_url.clone(),
-            model: self.embed_model.clone(),
-            api_key_env: self.embed_api_key_env.clone(),
-            dimensions: self.embed_dimensions,
-            model_dir: self.embed_model_dir.clone(),
-            ..EmbedConfig::default()
-        }
+    /// The flags given, over the configuration's `[embed]`.
+    pub fn apply(&self, c: &mut Layered) {
+        c.flag(
+            "embed.url",
+            "--embed-url",
+            self.embed_url.clone(),
+            |c, v| {
+                c.embed.url = Some(v);
+            },
+        );
+        c.flag(
+            "embed.model",
+            "--embed-model",
+            self.embed_model.clone(),
+            |c, v| {
+                c.embed.model = Some(v);
+            },
+        );
+        let key_env = self.embed_api_key_env.clone();
+        c.flag(
+            "embed.api_key_env",
+            "--embed-api-key-env",
+            key_env,
+            |c, v| {
+                c.embed.api_key_env = Some(v);
+            },
+        );
+        let dimensions = self.embed_dimensions;
+        c.flag(
+            "embed.dimensions",
+            "--embed-dimensions",
+            dimensions,
+            |c, v| {
+                c.embed.dimensions = Some(v);
+            },
+        );
+        let dir = self.embed_model_dir.clone();
+        c.flag("embed.model_dir", "--embed-model-dir", dir, |c, v| {
+            c.embed.model_dir = Some(v);
+        });
     }
 }
 
@@ -231,12 +277,24 @@ pub enum ReportFormat {
 /// Where the world's content comes from.
 #[derive(Debug, Clone, Args)]
 pub struct ContentArgs {
-    /// Directory of agent files.
-    #[arg(long, default_value = DEFAULT_AGENTS)]
-    pub agents: PathBuf,
-    /// Tiled map (.tmj).
-    #[arg(long, default_value = DEFAULT_MAP)]
-    pub map: PathBuf,
+    /// Directory of agent files (default: agents). [content] agents.
+    #[arg(long)]
+    pub agents: Option<PathBuf>,
+    /// Tiled map (.tmj) (default: assets/maps/valley.tmj). [content] map.
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+}
+
+impl ContentArgs {
+    /// The flags given, over the configuration's `[content]`.
+    pub fn apply(&self, c: &mut Layered) {
+        c.flag("content.agents", "--agents", self.agents.clone(), |c, v| {
+            c.content.agents = v;
+        });
+        c.flag("content.map", "--map", self.map.clone(), |c, v| {
+            c.content.map = v
+        });
+    }
 }
 
 #[derive(Debug, Args)]
@@ -258,54 +316,67 @@ pub struct SimulateArgs {
     pub content: ContentArgs,
 }
 
+/// `hearth serve`. Every flag but `--no-db` overrides a key of the
+/// configuration (hearth.toml, then `HEARTH_…` variables; see
+/// docs/configuration.md, or `hearth config --default` for the defaults),
+/// named at the end of its help.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The world to run (its slug).
-    #[arg(long, default_value = "valley")]
-    pub world: String,
+    /// The world to run (its slug). [server] world.
+    #[arg(long)]
+    pub world: Option<String>,
     #[command(flatten)]
     pub content: ContentArgs,
     /// Run without a database: nothing is persisted.
     #[arg(long)]
     pub no_db: bool,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Ticks per second.
-    #[arg(long, default_value_t = 10)]
-    pub tick_rate: u32,
-    /// Game minutes per real second.
-    #[arg(long, default_value_t = 1)]
-    pub time_scale: u32,
+    /// [world] seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Ticks per second. [world] tick_rate.
+    #[arg(long)]
+    pub tick_rate: Option<u32>,
+    /// Game minutes per real second. [world] time_scale.
+    #[arg(long)]
+    pub time_scale: Option<u32>,
     /// Do not apply pending migrations; refuse to start if any are pending.
+    /// [database] migrate = false.
     #[arg(long)]
     pub no_migrate: bool,
-    /// Maximum database connections.
-    #[arg(long, default_value_t = 16)]
-    pub db_pool_size: usize,
-    /// World lore (Markdown and text files).
-    #[arg(long, default_value = "assets/lore")]
-    pub lore: PathBuf,
+    /// Maximum database connections. [database] pool_size.
+    #[arg(long)]
+    pub db_pool_size: Option<usize>,
+    /// World lore (Markdown and text files). [content] lore.
+    #[arg(long)]
+    pub lore: Option<PathBuf>,
+    /// Do not watch the content for changes (reload it on SIGHUP only).
+    /// [content] watch = false.
+    #[arg(long)]
+    pub no_watch: bool,
     /// How often the world's changes are committed to the database, each
     /// commit a checkpoint the world can resume from (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub flush_interval: std::time::Duration,
+    /// [database] flush_interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub flush_interval: Option<std::time::Duration>,
     /// Memories per agent kept in process for retrieval (the rest are in
     /// PostgreSQL only): the server's memory grows until these fill.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub hot_window: u32,
+    /// [database] hot_window.
+    #[arg(long)]
+    pub hot_window: Option<usize>,
     /// Memories and messages waiting to be written beyond which the server
     /// reports itself backlogged and holds new ones back.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub max_backlog: usize,
+    /// [database] max_backlog.
+    #[arg(long)]
+    pub max_backlog: Option<usize>,
     /// Serve N generated agents on a generated map instead of the content
     /// (the same generator as `simulate --synthetic-agents`, seeded by
-    /// `--seed`).
+    /// `--seed`). [content] synthetic_agents.
     #[arg(long, value_name = "N")]
     pub synthetic_agents: Option<usize>,
     /// Address of the HTTP surface and game clients (port 0: any free port,
-    /// logged).
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    pub listen: std::net::SocketAddr,
+    /// logged). [server] listen.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub embed: EmbedArgs,
     #[command(flatten)]
@@ -313,13 +384,111 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub net: NetArgs,
     /// Stop by itself after this much game time (e.g. 2h), as a benchmark
-    /// run does.
+    /// run does. [server] stop_after.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "GAME_TIME")]
     pub stop_after: Option<std::time::Duration>,
     /// At the end, write what the agents' models did to FILE (JSON: calls
     /// per agent per game hour by kind, fallbacks, a sample of dialogue).
+    /// [server] llm_report.
     #[arg(long, value_name = "FILE")]
     pub llm_report: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The flags given, over the configuration.
+    pub fn apply(&self, c: &mut Layered) {
+        c.flag("server.world", "--world", self.world.clone(), |c, v| {
+            c.server.world = v;
+        });
+        c.flag("server.listen", "--listen", self.listen, |c, v| {
+            c.server.listen = v;
+        });
+        c.flag(
+            "server.stop_after",
+            "--stop-after",
+            self.stop_after,
+            |c, v| {
+                c.server.stop_after = Some(v);
+            },
+        );
+        let report = self.llm_report.clone();
+        c.flag("server.llm_report", "--llm-report", report, |c, v| {
+            c.server.llm_report = Some(v);
+        });
+        c.flag(
+            "database.pool_size",
+            "--db-pool-size",
+            self.db_pool_size,
+            |c, v| {
+                c.database.pool_size = v;
+            },
+        );
+        let migrate = self.no_migrate.then_some(false);
+        c.flag("database.migrate", "--no-migrate", migrate, |c, v| {
+            c.database.migrate = v;
+        });
+        let interval = self.flush_interval;
+        c.flag(
+            "database.flush_interval",
+            "--flush-interval",
+            interval,
+            |c, v| {
+                c.database.flush_interval = v;
+            },
+        );
+        c.flag(
+            "database.max_backlog",
+            "--max-backlog",
+            self.max_backlog,
+            |c, v| {
+                c.database.max_backlog = v;
+            },
+        );
+        c.flag(
+            "database.hot_window",
+            "--hot-window",
+            self.hot_window,
+            |c, v| {
+                c.database.hot_window = v;
+            },
+        );
+        c.flag("world.seed", "--seed", self.seed, |c, v| c.world.seed = v);
+        c.flag("world.tick_rate", "--tick-rate", self.tick_rate, |c, v| {
+            c.world.tick_rate = v;
+        });
+        c.flag(
+            "world.time_scale",
+            "--time-scale",
+            self.time_scale,
+            |c, v| {
+                c.world.time_scale = v;
+            },
+        );
+        c.flag("content.lore", "--lore", self.lore.clone(), |c, v| {
+            c.content.lore = v;
+        });
+        c.flag(
+            "content.watch",
+            "--no-watch",
+            self.no_watch.then_some(false),
+            |c, v| {
+                c.content.watch = v;
+            },
+        );
+        let synthetic = self.synthetic_agents;
+        c.flag(
+            "content.synthetic_agents",
+            "--synthetic-agents",
+            synthetic,
+            |c, v| {
+                c.content.synthetic_agents = Some(v);
+            },
+        );
+        self.content.apply(c);
+        self.embed.apply(c);
+        self.llm.apply(c);
+        self.net.apply(c);
+    }
 }
 
 /// `hearth loadtest` (docs/loadtest.md).
@@ -394,111 +563,236 @@ pub struct LoadtestArgs {
 }
 
 /// The language model agents think with (docs/llm.md). Without
-/// `--llm-url` every agent thinks with the rule-based mind.
+/// `--llm-url` every agent thinks with the rule-based mind. Each flag
+/// overrides its key of `[llm]` (docs/configuration.md).
 #[derive(Debug, Clone, Args)]
 pub struct LlmArgs {
     /// Base URL of an OpenAI-compatible chat API, e.g.
-    /// http://127.0.0.1:11434/v1 (Ollama).
-    #[arg(long, env = "HEARTH_LLM_URL", value_name = "URL")]
+    /// http://127.0.0.1:11434/v1 (Ollama). [llm] url; env HEARTH_LLM_URL.
+    #[arg(long, value_name = "URL")]
     pub llm_url: Option<String>,
-    /// The model's name on that server.
-    #[arg(long, env = "HEARTH_LLM_MODEL", value_name = "NAME")]
+    /// The model's name on that server. [llm] model; env HEARTH_LLM_MODEL.
+    #[arg(long, value_name = "NAME")]
     pub llm_model: Option<String>,
     /// Name of the environment variable holding the API key.
     #[arg(long, value_name = "VAR")]
     pub llm_api_key_env: Option<String>,
     /// The longest one decision waits for the model (queueing and retries
-    /// included) before the rule-based mind decides.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub llm_timeout: std::time::Duration,
-    /// Requests in flight at once for the whole world.
-    #[arg(long, default_value_t = 4)]
-    pub llm_max_concurrent: usize,
-    /// Retries of a request that failed with a connection error, 429 or 5xx.
-    #[arg(long, default_value_t = 2)]
-    pub llm_max_retries: u32,
+    /// included) before the rule-based mind decides (default: 20s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub llm_timeout: Option<std::time::Duration>,
+    /// Requests in flight at once for the whole world (default: 4).
+    #[arg(long)]
+    pub llm_max_concurrent: Option<usize>,
+    /// Retries of a request that failed with a connection error, 429 or 5xx
+    /// (default: 2).
+    #[arg(long)]
+    pub llm_max_retries: Option<u32>,
     /// Requests per minute, at most.
     #[arg(long, value_name = "N")]
     pub llm_requests_per_minute: Option<u32>,
     /// Tokens (prompt and completion) the world may spend per game day.
     #[arg(long, value_name = "N")]
     pub llm_tokens_per_game_day: Option<u64>,
-    #[arg(long, default_value_t = 0.7)]
-    pub llm_temperature: f32,
-    /// Completion tokens per request unless a prompt sets its own.
-    #[arg(long, default_value_t = 400)]
-    pub llm_max_tokens: u32,
-    /// How JSON answers are asked for.
-    #[arg(long, value_enum, default_value_t = crate::mind::llm::Structured::JsonSchema)]
-    pub llm_structured: crate::mind::llm::Structured,
-    /// Answers cached by prompt hash (0: none).
-    #[arg(long, default_value_t = 10_000)]
-    pub llm_cache: usize,
+    /// (default: 0.7)
+    #[arg(long)]
+    pub llm_temperature: Option<f64>,
+    /// Completion tokens per request unless a prompt sets its own
+    /// (default: 400).
+    #[arg(long)]
+    pub llm_max_tokens: Option<u32>,
+    /// How JSON answers are asked for (default: json-schema).
+    #[arg(long, value_enum)]
+    pub llm_structured: Option<crate::mind::llm::Structured>,
+    /// Answers cached by prompt hash (0: none; default: 10000).
+    #[arg(long)]
+    pub llm_cache: Option<usize>,
     /// Directory of prompt templates (each kind's file there replaces the
-    /// built-in one).
-    #[arg(long, default_value = "assets/prompts", value_name = "DIR")]
-    pub prompts: PathBuf,
+    /// built-in one; default: assets/prompts). [content] prompts.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
 }
 
 impl LlmArgs {
-    pub fn config(&self) -> crate::mind::llm::LlmConfig {
-        crate::mind::llm::LlmConfig {
-            base_url: self.llm_url.clone(),
-            model: self.llm_model.clone(),
-            api_key_env: self.llm_api_key_env.clone(),
-            timeout: self.llm_timeout,
-            max_concurrent: self.llm_max_concurrent,
-            max_retries: self.llm_max_retries,
-            requests_per_minute: self.llm_requests_per_minute,
-            tokens_per_game_day: self.llm_tokens_per_game_day,
-            temperature: self.llm_temperature,
-            max_tokens: self.llm_max_tokens,
-            structured: self.llm_structured,
-            cache_entries: self.llm_cache,
-        }
+    /// The flags given, over the configuration's `[llm]`.
+    pub fn apply(&self, c: &mut Layered) {
+        c.flag("llm.url", "--llm-url", self.llm_url.clone(), |c, v| {
+            c.llm.url = Some(v);
+        });
+        c.flag(
+            "llm.model",
+            "--llm-model",
+            self.llm_model.clone(),
+            |c, v| {
+                c.llm.model = Some(v);
+            },
+        );
+        let key_env = self.llm_api_key_env.clone();
+        c.flag("llm.api_key_env", "--llm-api-key-env", key_env, |c, v| {
+            c.llm.api_key_env = Some(v);
+        });
+        c.flag("llm.timeout", "--llm-timeout", self.llm_timeout, |c, v| {
+            c.llm.timeout = v;
+        });
+        let concurrent = self.llm_max_concurrent;
+        c.flag(
+            "llm.max_concurrent",
+            "--llm-max-concurrent",
+            concurrent,
+            |c, v| {
+                c.llm.max_concurrent = v;
+            },
+        );
+        c.flag(
+            "llm.max_retries",
+            "--llm-max-retries",
+            self.llm_max_retries,
+            |c, v| {
+                c.llm.max_retries = v;
+            },
+        );
+        let rpm = self.llm_requests_per_minute;
+        c.flag(
+            "llm.requests_per_minute",
+            "--llm-requests-per-minute",
+            rpm,
+            |c, v| {
+                c.llm.requests_per_minute = Some(v);
+            },
+        );
+        let tokens = self.llm_tokens_per_game_day;
+        c.flag(
+            "llm.tokens_per_game_day",
+            "--llm-tokens-per-game-day",
+            tokens,
+            |c, v| {
+                c.llm.tokens_per_game_day = Some(v);
+            },
+        );
+        c.flag(
+            "llm.temperature",
+            "--llm-temperature",
+            self.llm_temperature,
+            |c, v| {
+                c.llm.temperature = v;
+            },
+        );
+        c.flag(
+            "llm.max_tokens",
+            "--llm-max-tokens",
+            self.llm_max_tokens,
+            |c, v| {
+                c.llm.max_tokens = v;
+            },
+        );
+        c.flag(
+            "llm.structured",
+            "--llm-structured",
+            self.llm_structured,
+            |c, v| {
+                c.llm.structured = v;
+            },
+        );
+        c.flag("llm.cache", "--llm-cache", self.llm_cache, |c, v| {
+            c.llm.cache = v
+        });
+        c.flag(
+            "content.prompts",
+            "--prompts",
+            self.prompts.clone(),
+            |c, v| {
+                c.content.prompts = v;
+            },
+        );
     }
 }
 
-/// Limits of the game clients' WebSocket surface (docs/protocol.md).
+/// Limits of the game clients' WebSocket surface (docs/protocol.md). Each
+/// flag overrides its key of `[net]` (docs/configuration.md).
 #[derive(Debug, Args)]
 pub struct NetArgs {
     /// Largest message a client may send, in bytes (4× this is not read at
-    /// all: the connection is closed with 1009).
-    #[arg(long, default_value_t = 65_536)]
-    pub max_message_bytes: usize,
-    /// Commands per second per connection (token bucket rate).
-    #[arg(long, default_value_t = 20)]
-    pub commands_per_second: u32,
-    /// Commands a connection may send at once (token bucket size).
-    #[arg(long, default_value_t = 40)]
-    pub command_burst: u32,
-    /// Connections served at once; more are refused with HTTP 503.
-    #[arg(long, default_value_t = 20_000)]
-    pub max_connections: usize,
-    /// Messages queued for a client before it is behind.
-    #[arg(long, default_value_t = 256)]
-    pub client_queue: usize,
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    pub ping_interval: std::time::Duration,
-    /// A connection silent for this long is closed.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub idle_timeout: std::time::Duration,
+    /// all: the connection is closed with 1009; default: 65536).
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
+    /// Commands per second per connection (token bucket rate; default: 20).
+    #[arg(long)]
+    pub commands_per_second: Option<u32>,
+    /// Commands a connection may send at once (token bucket size; default: 40).
+    #[arg(long)]
+    pub command_burst: Option<u32>,
+    /// Connections served at once; more are refused with HTTP 503
+    /// (default: 20000).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Messages queued for a client before it is behind (default: 256).
+    #[arg(long)]
+    pub client_queue: Option<usize>,
+    /// (default: 20s)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ping_interval: Option<std::time::Duration>,
+    /// A connection silent for this long is closed (default: 60s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl NetArgs {
-    pub fn limits(&self) -> crate::net::ws::NetLimits {
-        crate::net::ws::NetLimits {
-            max_message_bytes: self.max_message_bytes.clamp(256, 16 << 20),
-            commands_per_second: self.commands_per_second.max(1),
-            burst: self.command_burst.max(1),
-            max_connections: self.max_connections.max(1),
-            queue: self.client_queue.clamp(2, 1 << 20),
-            ping_interval: self
-                .ping_interval
-                .max(std::time::Duration::from_millis(100)),
-            idle_timeout: self.idle_timeout.max(std::time::Duration::from_secs(1)),
-            ..crate::net::ws::NetLimits::default()
-        }
+    /// The flags given, over the configuration's `[net]`.
+    pub fn apply(&self, c: &mut Layered) {
+        let bytes = self.max_message_bytes;
+        c.flag(
+            "net.max_message_bytes",
+            "--max-message-bytes",
+            bytes,
+            |c, v| {
+                c.net.max_message_bytes = v;
+            },
+        );
+        let rate = self.commands_per_second;
+        c.flag(
+            "net.commands_per_second",
+            "--commands-per-second",
+            rate,
+            |c, v| {
+                c.net.commands_per_second = v;
+            },
+        );
+        c.flag(
+            "net.command_burst",
+            "--command-burst",
+            self.command_burst,
+            |c, v| {
+                c.net.command_burst = v;
+            },
+        );
+        let max = self.max_connections;
+        c.flag("net.max_connections", "--max-connections", max, |c, v| {
+            c.net.max_connections = v;
+        });
+        c.flag(
+            "net.client_queue",
+            "--client-queue",
+            self.client_queue,
+            |c, v| {
+                c.net.client_queue = v;
+            },
+        );
+        c.flag(
+            "net.ping_interval",
+            "--ping-interval",
+            self.ping_interval,
+            |c, v| {
+                c.net.ping_interval = v;
+            },
+        );
+        c.flag(
+            "net.idle_timeout",
+            "--idle-timeout",
+            self.idle_timeout,
+            |c, v| {
+                c.net.idle_timeout = v;
+            },
+        );
     }
 }
 
@@ -533,6 +827,10 @@ pub enum CliError {
     Check(#[from] CheckError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A configuration that cannot be used (hearth.toml, a `HEARTH_…`
+    /// variable or a flag); the message names the key.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
     /// Content with problems; the report lists them.
@@ -564,7 +862,7 @@ impl CliError {
         match self {
             CliError::Check(e) => e.exit_code(),
             CliError::Serve(ServeError::Check(e)) => e.exit_code(),
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Config(_) => 2,
             CliError::Content(_) => 1,
             CliError::Serve(_) | CliError::Io(_) | CliError::Memories(_) => 1,
             CliError::Export(_) => 1,
@@ -574,63 +872,121 @@ impl CliError {
     }
 }
 
+impl Cli {
+    /// The configuration file, the environment and the global flags over
+    /// the defaults; not yet checked ([`Layered::finish`]).
+    pub fn layered_config(&self) -> Result<Layered, ConfigError> {
+        layered_config(
+            self.config.as_deref(),
+            self.database_url.clone(),
+            self.log_format,
+        )
+    }
+
+    /// The log format in effect: `--log-format`, else the configuration's;
+    /// text when the configuration cannot be read (the command then
+    /// reports why).
+    pub fn effective_log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or_else(|| {
+            self.layered_config()
+                .map_or(LogFormat::Text, |c| c.config().log.format)
+        })
+    }
+}
+
+fn layered_config(
+    file: Option<&std::path::Path>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+) -> Result<Layered, ConfigError> {
+    let mut layered = Layered::load(file, std::env::vars_os())?;
+    layered.flag("database.url", "--database-url", database_url, |c, v| {
+        c.database.url = Some(v);
+    });
+    layered.flag("log.format", "--log-format", log_format, |c, v| {
+        c.log.format = v;
+    });
+    Ok(layered)
+}
+
 /// Runs one command. `shutdown` stops `serve`; other commands ignore it.
 pub async fn run(
     cli: Cli,
     out: &mut (dyn Write + Send),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CliError> {
-    let database = || -> Result<(DatabaseTarget, Migrations), CliError> {
-        let target = DatabaseTarget::resolve(cli.database_url.as_deref(), &cli.home)?;
+    // the configuration is read by the commands that use it: a broken
+    // hearth.toml does not stop `validate` or `schema`
+    let layered = || {
+        layered_config(
+            cli.config.as_deref(),
+            cli.database_url.clone(),
+            cli.log_format,
+        )
+    };
+    let checked = || -> Result<Config, CliError> { Ok(layered()?.finish()?) };
+    let database = |url: Option<&str>| -> Result<(DatabaseTarget, Migrations), CliError> {
+        let target = DatabaseTarget::resolve(url, &cli.home)?;
         let migrations = Migrations::embedded().map_err(DbError::from)?;
         Ok((target, migrations))
     };
     match cli.command {
+        Command::Config { default } => {
+            let layered = if default {
+                Layered::defaults()
+            } else {
+                layered()?
+            };
+            layered.validate()?;
+            write!(out, "{}", layered.render()?)?;
+        }
         Command::Serve(args) => {
-            let args = *args;
-            let content = match args.synthetic_agents {
-                Some(n) if n > MAX_SYNTHETIC_AGENTS => {
-                    return Err(CliError::Usage(format!(
-                        "--synthetic-agents {n} is more than this build serves ({MAX_SYNTHETIC_AGENTS})"
-                    )));
-                }
-                Some(n) => crate::content::synthetic::world(n, args.seed),
-                None => validate::load(&args.content.agents, &args.content.map)
+            let mut layered = layered()?;
+            args.apply(&mut layered);
+            let config = layered.finish()?;
+            let content = match config.content.synthetic_agents {
+                Some(n) => crate::content::synthetic::world(n, config.world.seed),
+                None => validate::load(&config.content.agents, &config.content.map)
                     .map_err(CliError::Content)?,
             };
             let sim = SimConfig {
-                seed: args.seed,
-                tick_rate: args.tick_rate,
-                game_minutes_per_second: args.time_scale,
+                seed: config.world.seed,
+                tick_rate: config.world.tick_rate,
+                game_minutes_per_second: config.world.time_scale,
                 ..SimConfig::default()
             };
+            let generated = config.content.synthetic_agents.is_some();
+            #[allow(
+                clippy::needless_update,
+                reason = "every option is a key today; one added to ServeOptions takes its default until it is"
+            )]
             let options = ServeOptions {
-                world: args.world,
-                migrate: !args.no_migrate,
-                pool_size: args.db_pool_size,
-                embed: args.embed.config(),
+                world: config.server.world.clone(),
+                world_name: config.server.world_name.clone(),
+                migrate: config.database.migrate,
+                pool_size: config.database.pool_size,
+                embed: config.embed.to_embed_config(),
                 home: cli.home.clone(),
-                lore: args.lore,
-                flush_interval: args.flush_interval,
-                hot_window: args.hot_window as usize,
-                max_backlog: args.max_backlog,
-                listen: args.listen,
-                limits: args.net.limits(),
-                llm: args.llm.config(),
-                prompts: Some(args.llm.prompts.clone()),
-                stop_after: args.stop_after.map(|d| d.as_secs()),
-                llm_report: args.llm_report.clone(),
-                map_file: args
-                    .synthetic_agents
-                    .is_none()
-                    .then(|| args.content.map.clone()),
-                agents_dir: args
-                    .synthetic_agents
-                    .is_none()
-                    .then(|| args.content.agents.clone()),
+                lore: config.content.lore.clone(),
+                flush_interval: config.database.flush_interval,
+                hot_window: config.database.hot_window,
+                max_backlog: config.database.max_backlog,
+                listen: config.server.listen,
+                limits: config.net.limits(),
+                llm: config.llm.to_llm_config(),
+                prompts: Some(config.content.prompts.clone()),
+                stop_after: config.server.stop_after.map(|d| d.as_secs()),
+                llm_report: config.server.llm_report.clone(),
+                map_file: (!generated).then(|| config.content.map.clone()),
+                agents_dir: (!generated).then(|| config.content.agents.clone()),
+                watch: config.content.watch,
                 ..ServeOptions::default()
             };
-            let db = if args.no_db { None } else { Some(database()?) };
+            let db = if args.no_db {
+                None
+            } else {
+                Some(database(config.database.url.as_deref())?)
+            };
             serve::run(
                 db.as_ref().map(|(t, m)| (t, m)),
                 content,
@@ -643,7 +999,7 @@ pub async fn run(
         Command::Loadtest(args) if args.worker => loadtest_worker(&args, out).await?,
         Command::Loadtest(args) => {
             let db = if args.url.is_none() && !args.no_db {
-                Some(database()?)
+                Some(database(checked()?.database.url.as_deref())?)
             } else {
                 None
             };
@@ -669,8 +1025,13 @@ pub async fn run(
                     )));
                 }
                 Some(n) => crate::content::synthetic::world(n, args.seed),
-                None => validate::load(&args.content.agents, &args.content.map)
-                    .map_err(CliError::Content)?,
+                None => {
+                    let mut layered = layered()?;
+                    args.content.apply(&mut layered);
+                    let config = layered.finish()?;
+                    validate::load(&config.content.agents, &config.content.map)
+                        .map_err(CliError::Content)?
+                }
             };
             let config = SimConfig {
                 seed: args.seed,
@@ -730,11 +1091,23 @@ pub async fn run(
             )?;
         }
         Command::Db(cmd) => {
-            let (target, migrations) = database()?;
+            let (target, migrations) = database(checked()?.database.url.as_deref())?;
             db(cmd, &target, &migrations, out).await?;
         }
         Command::Memories(cmd) => {
-            let (target, _) = database()?;
+            let mut layered = layered()?;
+            match &cmd {
+                MemoriesCommand::Query { embed, .. } | MemoriesCommand::Reembed { embed, .. } => {
+                    embed.apply(&mut layered);
+                }
+                MemoriesCommand::Prompt { embed, content, .. } => {
+                    embed.apply(&mut layered);
+                    content.apply(&mut layered);
+                }
+            }
+            let settings = layered.finish()?;
+            let embed_config = settings.embed.to_embed_config();
+            let (target, _) = database(settings.database.url.as_deref())?;
             let config = target.config().await?;
             connect_checked(&target).await?;
             let pool = connect::pool(config, 4)?;
@@ -745,9 +1118,9 @@ pub async fn run(
                     text,
                     k,
                     explain,
-                    embed,
+                    embed: _,
                 } => {
-                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                    let embedder = embed::from_config(&embed_config, &cli.home)
                         .map_err(MemoriesError::from)?;
                     let args = QueryArgs {
                         world,
@@ -764,17 +1137,17 @@ pub async fn run(
                     text,
                     k,
                     max_tokens,
-                    content,
-                    embed,
+                    content: _,
+                    embed: _,
                 } => {
-                    let content =
-                        validate::load(&content.agents, &content.map).map_err(CliError::Content)?;
+                    let content = validate::load(&settings.content.agents, &settings.content.map)
+                        .map_err(CliError::Content)?;
                     let Some(def) = content.agents.iter().find(|a| a.file.id == agent) else {
                         return Err(CliError::Usage(format!(
                             "no agent '{agent}' in the content (agent ids are file ids, e.g. 'amara')"
                         )));
                     };
-                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                    let embedder = embed::from_config(&embed_config, &cli.home)
                         .map_err(MemoriesError::from)?;
                     let args = QueryArgs {
                         world,
@@ -797,9 +1170,9 @@ pub async fn run(
                 MemoriesCommand::Reembed {
                     world,
                     batch,
-                    embed,
+                    embed: _,
                 } => {
-                    let embedder = embed::from_config(&embed.config(), &cli.home)
+                    let embedder = embed::from_config(&embed_config, &cli.home)
                         .map_err(MemoriesError::from)?;
                     let (memories, lore) =
                         memories::reembed(&pool, embedder.as_ref(), &world, batch).await?;
@@ -813,13 +1186,13 @@ pub async fn run(
             pool.close();
         }
         Command::Export { world, output } => {
-            let (target, migrations) = database()?;
+            let (target, migrations) = database(checked()?.database.url.as_deref())?;
             let mut client = connect_checked(&target).await?;
             export::export_command(&mut client, &migrations, &world, output.as_deref(), out)
                 .await?;
         }
         Command::Import { file, as_name } => {
-            let (target, migrations) = database()?;
+            let (target, migrations) = database(checked()?.database.url.as_deref())?;
             let mut client = connect_checked(&target).await?;
             export::import_command(&mut client, &migrations, &file, as_name.as_deref(), out)
                 .await?;
@@ -832,7 +1205,7 @@ pub async fn run(
             email,
         }) => {
             use crate::net::auth::{self, AuthError, UserAdd};
-            let (target, _) = database()?;
+            let (target, _) = database(checked()?.database.url.as_deref())?;
             let client = connect_checked(&target).await?;
             let request = UserAdd {
                 name,
@@ -1356,6 +1729,54 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_serve_flag_sets_its_own_key() {
+        let flags = [
+            "--world w --listen 127.0.0.1:1 --stop-after 1h --llm-report r",
+            "--db-pool-size 3 --no-migrate --flush-interval 2s --max-backlog 9 --hot-window 5",
+            "--seed 2 --tick-rate 5 --time-scale 2",
+            "--agents a --map m --lore l --prompts p --no-watch --synthetic-agents 4",
+            "--llm-url u --llm-model m --llm-api-key-env K --llm-timeout 3s",
+            "--llm-max-concurrent 2 --llm-max-retries 1 --llm-requests-per-minute 5",
+            "--llm-tokens-per-game-day 6 --llm-temperature 0.5 --llm-max-tokens 7",
+            "--llm-structured text --llm-cache 8",
+            "--embed-url u --embed-model m --embed-api-key-env K --embed-dimensions 3",
+            "--embed-model-dir d",
+            "--max-message-bytes 1024 --commands-per-second 3 --command-burst 4",
+            "--max-connections 5 --client-queue 6 --ping-interval 1s --idle-timeout 2s",
+        ]
+        .join(" ");
+        let argv: Vec<&str> = ["hearth", "serve"]
+            .into_iter()
+            .chain(flags.split(' '))
+            .collect();
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let mut layered = Layered::defaults();
+        args.apply(&mut layered);
+        let given = flags.split(' ').filter(|f| f.starts_with("--")).count();
+        let set: Vec<(&str, &config::Origin)> = layered.origins().collect();
+        assert_eq!(set.len(), given, "{set:?}");
+        for (key, origin) in &set {
+            assert!(config::find_key(key).is_some(), "{key} (from {origin})");
+        }
+        let c = layered.finish().expect("valid");
+        assert_eq!((c.world.tick_rate, c.net.client_queue), (5, 6));
+        assert!(!c.content.watch && !c.database.migrate);
+        assert_eq!(c.llm.structured, crate::mind::llm::Structured::Text);
+
+        // a flag not given leaves the key alone
+        let cli = Cli::try_parse_from(["hearth", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let mut layered = Layered::defaults();
+        args.apply(&mut layered);
+        assert_eq!(layered.origins().count(), 0);
     }
 
     #[test]

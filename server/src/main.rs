@@ -10,7 +10,7 @@ use hearth::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hearth::telemetry::init(cli.log_format);
+    hearth::telemetry::init(cli.effective_log_format());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
