@@ -109,6 +109,18 @@ pub enum Command {
     /// Accounts: users and their roles per world (docs/accounts.md).
     #[command(subcommand)]
     User(UserCommand),
+    /// Reload the content files into the world a `hearth serve` on this
+    /// machine runs (it is signalled with SIGHUP), and print the outcome:
+    /// exit 0 when the world runs the files, 1 when they have problems or
+    /// cannot be applied.
+    Reload {
+        /// The world whose server to signal (its slug).
+        #[arg(long, default_value = "valley")]
+        world: String,
+        /// How long to wait for the server's answer.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -847,6 +859,11 @@ pub enum CliError {
     /// The report was printed; these SLO lines were missed.
     #[error("the SLO was missed: {}", .0.join("; "))]
     SloMissed(Vec<String>),
+    #[error(transparent)]
+    Reload(#[from] crate::reload::ReloadError),
+    /// The outcome was printed; the world goes on with its last version.
+    #[error("the content was not reloaded")]
+    NotReloaded,
 }
 
 impl From<DbError> for CliError {
@@ -868,6 +885,8 @@ impl CliError {
             CliError::Export(_) => 1,
             CliError::Loadtest(crate::loadtest::LoadtestError::Slo { .. }) => 2,
             CliError::Loadtest(_) | CliError::SloMissed(_) => 1,
+            CliError::Reload(crate::reload::ReloadError::NotRunning { .. }) => 2,
+            CliError::Reload(_) | CliError::NotReloaded => 1,
         }
     }
 }
@@ -995,6 +1014,13 @@ pub async fn run(
                 shutdown,
             )
             .await?;
+        }
+        Command::Reload { world, wait } => {
+            let outcome = crate::reload::request(&cli.home, &world, wait).await?;
+            writeln!(out, "{outcome}")?;
+            if !outcome.is_ok() {
+                return Err(CliError::NotReloaded);
+            }
         }
         Command::Loadtest(args) if args.worker => loadtest_worker(&args, out).await?,
         Command::Loadtest(args) => {

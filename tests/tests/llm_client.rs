@@ -176,8 +176,9 @@ async fn each_kind_sends_a_well_formed_request() {
         let server = ScriptedLlm::start().await;
         let cfg = config(&server);
         let llm = client(&cfg);
+        let prompts = llm.prompts();
         for (kind, context, answer, shown) in cases() {
-            let prompt = llm.prompts().get(kind).unwrap();
+            let prompt = prompts.get(kind).unwrap();
             assert_eq!(
                 prompt.violation(&answer),
                 None,

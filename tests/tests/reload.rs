@@ -182,7 +182,11 @@ async fn memories(ws: &mut Ws, id: &str) -> Vec<(i64, String)> {
         .map(|m| {
             (
                 m["id"].as_i64().unwrap(),
-                m["text"].as_str().or(m["content"].as_str()).unwrap_or("").to_owned(),
+                m["text"]
+                    .as_str()
+                    .or(m["content"].as_str())
+                    .unwrap_or("")
+                    .to_owned(),
             )
         })
         .collect()
@@ -237,8 +241,11 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
 
     // the designer edits Ivo's file while the world runs
     content.edit("ivo", |t| {
-        t.replace("\"occupation\": \"carpenter\"", "\"occupation\": \"shipwright\"")
-            .replace("\"openness\": 0.6", "\"openness\": 0.9")
+        t.replace(
+            "\"occupation\": \"carpenter\"",
+            "\"occupation\": \"shipwright\"",
+        )
+        .replace("\"openness\": 0.6", "\"openness\": 0.9")
     });
     let reloaded = event(&mut ws, "content_reloaded").await;
     assert_eq!(reloaded["changed"], json!(["a:ivo"]), "{reloaded}");
@@ -277,7 +284,10 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     assert_eq!(p["line"], 6, "{p}");
     assert!(p["column"].as_u64().unwrap() > 1, "{p}");
     assert_eq!(p["path"], "$.age", "{p}");
-    assert!(error["message"].as_str().unwrap().contains("ivo.json:6:"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("ivo.json:6:"),
+        "{error}"
+    );
     let t0 = ticks(&server).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(ticks(&server).await > t0, "the world keeps ticking");
@@ -292,14 +302,20 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
         "reloads are counted by outcome"
     );
     let still = detail(&mut ws, "d3").await;
-    assert_eq!(still["occupation"], "shipwright", "the last good version runs");
+    assert_eq!(
+        still["occupation"], "shipwright",
+        "the last good version runs"
+    );
     assert_eq!(still["age"], 29);
 
     // the same through reload_content: refused with the problem
     send(&mut ws, &json!({"type": "reload_content", "id": "r1"})).await;
     let r = answer(&mut ws, "r1").await;
     assert_eq!(r["type"], "error", "{r}");
-    assert!(r["message"].as_str().unwrap().contains("ivo.json:6:"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("ivo.json:6:"),
+        "{r}"
+    );
 
     // fixed: applied
     content.edit("ivo", |t| t.replace("\"age\": \"old\"", "\"age\": 30"));
@@ -341,7 +357,11 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     });
     let joined = event(&mut ws, "content_reloaded").await;
     assert_eq!(joined["added"], json!(["a:ivy"]), "{joined}");
-    send(&mut ws, &json!({"type": "agent_detail", "id": "i1", "agent": "a:ivy"})).await;
+    send(
+        &mut ws,
+        &json!({"type": "agent_detail", "id": "i1", "agent": "a:ivy"}),
+    )
+    .await;
     let ivy = answer(&mut ws, "i1").await;
     assert_eq!(ivy["agent"]["name"], "Ivy Petrova", "{ivy}");
     assert!(!archived(&db, "ivy").await, "ivy is registered and present");
@@ -352,13 +372,20 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     )
     .await;
     let seeded = answer(&mut ws, "i2").await;
-    assert!(!seeded["memories"].as_array().unwrap().is_empty(), "{seeded}");
+    assert!(
+        !seeded["memories"].as_array().unwrap().is_empty(),
+        "{seeded}"
+    );
 
     // the file removed: the agent leaves, archived, not deleted
     std::fs::remove_file(content.agent("ivy")).unwrap();
     let left = event(&mut ws, "content_reloaded").await;
     assert_eq!(left["removed"], json!(["a:ivy"]), "{left}");
-    send(&mut ws, &json!({"type": "agent_detail", "id": "i3", "agent": "a:ivy"})).await;
+    send(
+        &mut ws,
+        &json!({"type": "agent_detail", "id": "i3", "agent": "a:ivy"}),
+    )
+    .await;
     let gone = answer(&mut ws, "i3").await;
     assert_eq!(gone["type"], "error", "{gone}");
     assert!(archived(&db, "ivy").await, "ivy is archived");
@@ -388,7 +415,9 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
         .arg("--home")
         .arg(&home)
         .args(["--database-url", &db.url()])
-        .args(["serve", "--world", "cli", "--listen", &addr, "--lore", "none"])
+        .args([
+            "serve", "--world", "cli", "--listen", &addr, "--lore", "none",
+        ])
         // one checkpoint at the start, then only the final one
         .args(["--flush-interval", "1h", "--time-scale", "30"])
         .args(content.args())
@@ -417,20 +446,30 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
     assert!(text.contains("unchanged"), "{text}");
 
     // without watching, a change waits for `hearth reload`
-    content.edit("ivo", |t| t.replace("\"occupation\": \"carpenter\"", "\"occupation\": \"cooper\""));
+    content.edit("ivo", |t| {
+        t.replace(
+            "\"occupation\": \"carpenter\"",
+            "\"occupation\": \"cooper\"",
+        )
+    });
     let out = hearth(&home, &["reload", "--world", "cli"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(text.contains("reloaded: agents ivo"), "{text}");
 
     // a broken file: exit 1, the problem on stdout with file:line:col
-    content.edit("ivo", |t| t.replace("\"home\": \"Okafor House\"", "\"home\": \"Okafor Hous\""));
+    content.edit("ivo", |t| {
+        t.replace("\"home\": \"Okafor House\"", "\"home\": \"Okafor Hous\"")
+    });
     let out = hearth(&home, &["reload", "--world", "cli"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text.contains("ivo.json:"), "{text}");
     assert!(text.contains("$.home"), "{text}");
-    assert!(text.contains("Okafor House"), "a hint names the place: {text}");
+    assert!(
+        text.contains("Okafor House"),
+        "a hint names the place: {text}"
+    );
 
     // a world nobody serves here: a clear error, exit 2
     let out = hearth(&home, &["reload", "--world", "nowhere"]);
@@ -481,7 +520,11 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
             break;
         }
     }
-    assert_eq!(code, Some(1001), "a close frame saying the server goes away");
+    assert_eq!(
+        code,
+        Some(1001),
+        "a close frame saying the server goes away"
+    );
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("exited within 10 s of SIGTERM")
@@ -505,7 +548,10 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
             .unwrap();
         (row.get(0), row.get(1))
     };
-    assert!(checkpoints >= 2, "the start's and the final one: {checkpoints}");
+    assert!(
+        checkpoints >= 2,
+        "the start's and the final one: {checkpoints}"
+    );
     assert!(
         last >= i64::try_from(seen).unwrap(),
         "the final checkpoint (tick {last}) is at or past the last tick a client saw ({seen})"

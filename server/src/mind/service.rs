@@ -489,7 +489,11 @@ impl Task {
                     self.ask_questions(agent, now);
                 }
             }
-            Input::Joined { agent, mut rows, now } => {
+            Input::Joined {
+                agent,
+                mut rows,
+                now,
+            } => {
                 if rows.is_empty() {
                     self.seed_one(agent, now);
                 } else {
@@ -497,7 +501,8 @@ impl Task {
                     for row in rows {
                         if let Some((memory, embedding)) = from_row(&row) {
                             if embedding.is_none() {
-                                self.queue.push_back((agent, memory.id, memory.content.clone()));
+                                self.queue
+                                    .push_back((agent, memory.id, memory.content.clone()));
                             }
                             self.stream.restore(agent, memory, embedding.as_deref());
                         }

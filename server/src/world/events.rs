@@ -264,8 +264,7 @@ pub struct Throttled(pub bool);
 /// is handed to [`super::players::apply`], which runs next.
 pub fn apply_inbox(
     mut inbox: ResMut<Inbox>,
-    mut paused: ResMut<Paused>,
-    mut throttled: ResMut<Throttled>,
+    (mut paused, mut throttled): (ResMut<Paused>, ResMut<Throttled>),
     mut clock: ResMut<super::GameClock>,
     mut players: ResMut<super::players::PlayerInbox>,
     mut lines: ResMut<super::conversation::ModelLines>,

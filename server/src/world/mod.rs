@@ -223,8 +223,7 @@ pub(crate) fn spawn_agent(
     let tile = if start.walkable.is_empty() {
         start.rect.center()
     } else {
-        start.walkable
-            [(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
+        start.walkable[(rng.value(idx, 0, Purpose::Spot) % start.walkable.len() as u64) as usize]
     };
     let mut rels: Vec<Relationship> = def
         .file
@@ -338,13 +337,7 @@ impl Sim {
         let mut entities = Vec::with_capacity(agents.len());
         for (i, def) in agents.iter().enumerate() {
             entities.push(spawn_agent(
-                &mut world,
-                i as u32,
-                def,
-                &map,
-                &rng,
-                &clock,
-                &by_slug,
+                &mut world, i as u32, def, &map, &rng, &clock, &by_slug,
             ));
         }
 

@@ -86,7 +86,9 @@ pub struct Reloaded {
 /// the world refuses rather than corrupt its indices).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadRefused {
-    #[error("the world has {have} agents and the reload only {got}: an agent that leaves keeps its place")]
+    #[error(
+        "the world has {have} agents and the reload only {got}: an agent that leaves keeps its place"
+    )]
     AgentCount { have: usize, got: usize },
     #[error("agent index {0} is not in the world")]
     NoSuchAgent(u32),
@@ -365,7 +367,15 @@ fn join(world: &mut World, agents: &[AgentDef], map: &WorldMap, done: &mut Reloa
     let rng = *world.resource::<WorldRng>();
     let clock = world.resource::<GameClock>().clone();
     for idx in missing {
-        let e = spawn_agent(world, idx, &agents[idx as usize], map, &rng, &clock, &by_slug);
+        let e = spawn_agent(
+            world,
+            idx,
+            &agents[idx as usize],
+            map,
+            &rng,
+            &clock,
+            &by_slug,
+        );
         let mut index = world.resource_mut::<AgentIndex>();
         let slot = idx as usize;
         if index.0.len() <= slot {
@@ -551,8 +561,14 @@ mod tests {
                 next_line: u64::MAX,
                 started: 0,
             });
-            sim.world_mut().get_mut::<Talk>(e2).expect("talk").conversation = Some(999);
-            sim.world_mut().get_mut::<Talk>(e4).expect("talk").conversation = Some(999);
+            sim.world_mut()
+                .get_mut::<Talk>(e2)
+                .expect("talk")
+                .conversation = Some(999);
+            sim.world_mut()
+                .get_mut::<Talk>(e4)
+                .expect("talk")
+                .conversation = Some(999);
         }
         sim.drain_events();
         sim.send(Command::Reload(Box::new(Reload {
@@ -577,7 +593,10 @@ mod tests {
         assert!(done[0].changed.is_empty());
         assert!(events.iter().any(|(_, e)| matches!(
             e,
-            WorldEvent::ConversationEnded { conversation: 999, .. }
+            WorldEvent::ConversationEnded {
+                conversation: 999,
+                ..
+            }
         )));
         assert!(sim.get::<Position>(2).is_none(), "agent 2 left");
         assert!(sim.get::<Position>(20).is_some(), "the newcomer is here");
@@ -585,7 +604,10 @@ mod tests {
         assert_eq!(sim.agent_count(), 21);
         let view = sim.take_view().expect("a frame");
         assert_eq!(view.agents_gone, vec![2]);
-        assert!(view.agents.iter().any(|a| a.idx == 20), "the newcomer is seen");
+        assert!(
+            view.agents.iter().any(|a| a.idx == 20),
+            "the newcomer is seen"
+        );
         // the world goes on, and a state hash is taken over the living
         for _ in 0..30 {
             sim.step();
