@@ -718,16 +718,18 @@ pub fn watch(
     Ok(watcher)
 }
 
-/// Asks a reload of every SIGHUP until the requests' receiver is gone.
+/// Asks a reload of every SIGHUP until the requests' receiver is gone. The
+/// handler is in place when this returns (SIGHUP would otherwise end the
+/// process), so call it before the pid file is written.
 pub fn on_hangup(requests: mpsc::UnboundedSender<Request>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload with reload_content");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGHUP; reload with reload_content");
-                return;
-            }
-        };
         while hup.recv().await.is_some() {
             info!("SIGHUP received: reloading the content");
             let request = Request {
@@ -772,7 +774,10 @@ pub async fn request(home: &Path, world: &str, wait: Duration) -> Result<Outcome
         path: files.pid.clone(),
     })?;
     let target = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-    if kill(target, None).is_err() {
+    // a pid file left by a killed server may name another program by now
+    let other_program = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("hearth"));
+    if other_program || kill(target, None).is_err() {
         return Err(ReloadError::Stale {
             world: world.to_owned(),
             pid,

@@ -521,11 +521,11 @@ pub async fn run(
         frames,
         hub_stop,
     );
+    crate::reload::on_hangup(reload_tx.clone());
     let run_files = crate::reload::RunFiles::new(&options.home, &options.world);
     if let Err(e) = run_files.create() {
         warn!(error = %e, path = %run_files.pid.display(), "cannot write the pid file; `hearth reload` will not find this server");
     }
-    crate::reload::on_hangup(reload_tx.clone());
     let mut _watcher = None;
     match content_paths {
         Some(paths) => {
