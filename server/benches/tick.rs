@@ -11,7 +11,8 @@
 //!
 //! The `reload` group prices hot reload on the world's thread: a tick that
 //! also takes reloaded content (1 % of the agents with a changed schedule,
-//! taken up at once) against the same tick without.
+//! taken up at once), and one that takes a map saved again (every agent's
+//! plan and path looked over), against the same tick without.
 //!
 //! `cargo bench -p hearth --bench tick` (criterion). The ratios are what
 //! BENCHMARKS.md records.
@@ -260,15 +261,19 @@ fn reload(c: &mut Criterion) {
                 block.activity.push_str(" (revised)");
             }
         }
+        let edited_idx: Vec<u32> = (0..n as u32).step_by(100).collect();
         let versions = [Arc::new(edited), a];
         let map = sim.map().clone();
         let mut turn = 0usize;
         group.bench_with_input(BenchmarkId::new("tick_with_reload", n), &n, |b, _| {
             b.iter(|| {
                 turn += 1;
+                // what the reloader works out off the world's thread
                 sim.send(Command::Reload(Box::new(Reload {
                     agents: versions[turn % 2].clone(),
                     map: map.clone(),
+                    changed: edited_idx.clone(),
+                    map_changed: false,
                     removed: Vec::new(),
                     agent_ids: None,
                     lore: false,
@@ -276,6 +281,25 @@ fn reload(c: &mut Criterion) {
                 })));
                 sim.step();
                 sim.drain_events();
+            });
+        });
+        // a map saved again: every agent's plan and path is looked over
+        let mut mapped = warm_world(n, true);
+        let agents = mapped.defs().clone();
+        group.bench_with_input(BenchmarkId::new("tick_with_map_reload", n), &n, |b, _| {
+            b.iter(|| {
+                mapped.send(Command::Reload(Box::new(Reload {
+                    agents: agents.clone(),
+                    map: map.clone(),
+                    changed: Vec::new(),
+                    map_changed: true,
+                    removed: Vec::new(),
+                    agent_ids: None,
+                    lore: false,
+                    prompts: false,
+                })));
+                mapped.step();
+                mapped.drain_events();
             });
         });
     }

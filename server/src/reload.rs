@@ -562,6 +562,8 @@ impl Reloader {
         let reload = Reload {
             agents: agents.clone(),
             map: map.clone(),
+            changed: changed.clone(),
+            map_changed,
             removed: removed.clone(),
             agent_ids: agent_ids.clone(),
             lore: lore_changed,
@@ -641,6 +643,8 @@ impl Reloader {
         let reload = Reload {
             agents: Arc::new(ordered),
             map: Arc::new(map),
+            changed: Vec::new(),
+            map_changed: false,
             removed: removed.clone(),
             agent_ids: None,
             lore: false,
@@ -800,7 +804,7 @@ pub async fn request(home: &Path, world: &str, wait: Duration) -> Result<Outcome
         if tokio::time::Instant::now() >= deadline {
             return Err(ReloadError::NoAnswer { pid, waited: wait });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

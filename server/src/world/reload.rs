@@ -32,6 +32,11 @@ use crate::content::{AgentDef, LocationId, WorldMap};
 pub struct Reload {
     pub agents: Arc<Vec<AgentDef>>,
     pub map: Arc<WorldMap>,
+    /// Indices of agents whose definition differs from the world's, and
+    /// whether the map does: found off the world's thread
+    /// ([`Reload::diff`]), so a reload costs the world only what changed.
+    pub changed: Vec<u32>,
+    pub map_changed: bool,
     /// Indices of agents that leave the world.
     pub removed: Vec<u32>,
     /// Database id of every agent by index, when the world is persisted
@@ -47,6 +52,36 @@ pub struct Reload {
 /// (their schedule changed under it).
 #[derive(Debug, Default, Resource)]
 pub struct Rescheduled(pub std::collections::HashSet<u32>);
+
+impl Reload {
+    /// `agents` and `map` against the world's `old_agents` and `old_map`:
+    /// which definitions changed, and whether the map did (nobody leaves).
+    pub fn diff(
+        old_agents: &[AgentDef],
+        old_map: &WorldMap,
+        agents: Arc<Vec<AgentDef>>,
+        map: Arc<WorldMap>,
+    ) -> Self {
+        let changed = old_agents
+            .iter()
+            .zip(agents.iter())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let map_changed = *old_map != *map;
+        Self {
+            agents,
+            map,
+            changed,
+            map_changed,
+            removed: Vec::new(),
+            agent_ids: None,
+            lore: false,
+            prompts: false,
+        }
+    }
+}
 
 /// A reload waiting for the next tick.
 #[derive(Debug, Default, Resource)]
@@ -175,12 +210,13 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
     let Reload {
         agents,
         map,
+        changed,
+        map_changed,
         removed,
         agent_ids,
         lore,
         prompts,
     } = reload;
-    let map_changed = *old_map != *map;
     // location ids of the old map on the new one, by name
     let moved: Vec<Option<LocationId>> = old_map
         .locations
@@ -192,7 +228,10 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
                 .map(|i| i as LocationId)
         })
         .collect();
-    let to_new = |id: LocationId| moved.get(id as usize).copied().flatten();
+    let changed: std::collections::HashSet<u32> = changed
+        .into_iter()
+        .filter(|i| !removed.contains(i))
+        .collect();
     let mut done = Reloaded {
         agents: agents.clone(),
         map: map.clone(),
@@ -207,24 +246,121 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
         lore,
         prompts,
     };
+    let ctx = Ctx {
+        old_agents: &old_agents,
+        agents: &agents,
+        map: &map,
+        map_changed,
+        moved: &moved,
+        changed: &changed,
+        removed: &removed,
+    };
     let mut requeue = Vec::new();
     let mut recheck = Vec::new();
     let mut query = world.query::<(Entity, &AgentIdx, &mut Activity, &mut Plan, &mut Movement)>();
-    for (entity, idx, mut activity, mut plan, mut movement) in query.iter_mut(world) {
-        let i = idx.0 as usize;
-        let (Some(old), Some(new)) = (old_agents.get(i), agents.get(i)) else {
-            continue;
+    if map_changed {
+        // every agent's plan and path may cross what changed
+        for (e, idx, activity, plan, movement) in query.iter_mut(world) {
+            ctx.fix(
+                e,
+                idx.0,
+                activity,
+                plan,
+                movement,
+                &mut done,
+                &mut requeue,
+                &mut recheck,
+            );
+        }
+    } else {
+        // only the changed agents: a reload costs what it changes
+        let index = world.resource::<AgentIndex>().0.clone();
+        let mut targets: Vec<u32> = changed.iter().copied().collect();
+        targets.sort_unstable();
+        for i in targets {
+            let Some(&e) = index.get(i as usize) else {
+                continue;
+            };
+            if let Ok((e, idx, activity, plan, movement)) = query.get_mut(world, e) {
+                ctx.fix(
+                    e,
+                    idx.0,
+                    activity,
+                    plan,
+                    movement,
+                    &mut done,
+                    &mut requeue,
+                    &mut recheck,
+                );
+            }
+        }
+    }
+    world.resource_mut::<Rescheduled>().0.extend(recheck);
+    {
+        let mut queue = world.resource_mut::<PathQueue>();
+        for e in requeue {
+            queue.push(e);
+        }
+    }
+    leave(world, &removed, &mut done);
+    join(world, &agents, &map, &mut done);
+    done.changed
+        .retain(|i| !done.added.contains(i) && !done.removed.contains(i));
+    world.resource_mut::<Defs>().agents = agents;
+    world.resource_mut::<MapRes>().0 = map;
+    Ok(done)
+}
+
+/// What every agent touched by a reload is looked at with.
+struct Ctx<'a> {
+    old_agents: &'a [AgentDef],
+    agents: &'a [AgentDef],
+    map: &'a WorldMap,
+    map_changed: bool,
+    /// Old location id → new one, by name.
+    moved: &'a [Option<LocationId>],
+    changed: &'a std::collections::HashSet<u32>,
+    removed: &'a [u32],
+}
+
+impl Ctx<'_> {
+    fn to_new(&self, id: LocationId) -> Option<LocationId> {
+        self.moved.get(id as usize).copied().flatten()
+    }
+
+    /// Carries agent `idx` over to the new content: locations by name, a
+    /// path around newly blocked tiles, a changed schedule taken up now.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one agent's parts and the outcome lists"
+    )]
+    fn fix(
+        &self,
+        entity: Entity,
+        idx: u32,
+        mut activity: Mut<Activity>,
+        mut plan: Mut<Plan>,
+        mut movement: Mut<Movement>,
+        done: &mut Reloaded,
+        requeue: &mut Vec<Entity>,
+        recheck: &mut Vec<u32>,
+    ) {
+        let i = idx as usize;
+        let (Some(old), Some(new)) = (self.old_agents.get(i), self.agents.get(i)) else {
+            return;
         };
-        if removed.contains(&idx.0) {
-            continue;
+        if self.removed.contains(&idx) {
+            return;
         }
-        if old != new {
-            done.changed.push(idx.0);
+        let changed = self.changed.contains(&idx);
+        if changed {
+            done.changed.push(idx);
         }
+        let map = self.map;
         let mut replan = false;
-        if map_changed {
+        if self.map_changed {
             // ids into the old map, carried over by name
-            match to_new(activity.location) {
+            match self.to_new(activity.location) {
                 Some(l) => {
                     if l != activity.location {
                         activity.bypass_change_detection().location = l;
@@ -235,7 +371,7 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
             let mut steps = plan.steps.clone();
             for step in &mut steps {
                 if let Step::GoTo { location, tile } = step {
-                    match to_new(*location) {
+                    match self.to_new(*location) {
                         Some(l) if map.is_walkable(*tile) => *location = l,
                         _ => replan = true,
                     }
@@ -253,16 +389,16 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
                 movement.waiting = true;
                 movement.unreachable = false;
                 requeue.push(entity);
-                done.repathed.push(idx.0);
+                done.repathed.push(idx);
             }
         }
-        let rescheduled = old.schedule != new.schedule || old.home != new.home;
+        let rescheduled = changed && (old.schedule != new.schedule || old.home != new.home);
         if rescheduled {
-            done.rescheduled.push(idx.0);
+            done.rescheduled.push(idx);
         }
         if replan {
-            done.replanned.push(idx.0);
-            if to_new(activity.location).is_none() {
+            done.replanned.push(idx);
+            if self.to_new(activity.location).is_none() {
                 activity.location = new.home;
             }
         }
@@ -272,23 +408,9 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
             activity.block = None;
             activity.override_reason = None;
             activity.until = activity.since;
-            recheck.push(idx.0);
+            recheck.push(idx);
         }
     }
-    world.resource_mut::<Rescheduled>().0.extend(recheck);
-    {
-        let mut queue = world.resource_mut::<PathQueue>();
-        for e in requeue {
-            queue.push(e);
-        }
-    }
-    leave(world, &removed, &mut done);
-    join(world, &agents, &map, &mut done);
-    done.changed
-        .retain(|i| !done.added.contains(i) && !done.removed.contains(i));
-    world.resource_mut::<Defs>().agents = agents;
-    world.resource_mut::<MapRes>().0 = map;
-    Ok(done)
 }
 
 /// Agents `removed` leave the world: their entities are despawned, their
@@ -393,6 +515,18 @@ mod tests {
     use crate::world::components::Position;
     use crate::world::{Command, Sim, SimConfig};
 
+    /// The reload of `agents` and `map` into `sim`, `removed` leaving.
+    fn reload_of(
+        sim: &Sim,
+        agents: impl Into<Arc<Vec<AgentDef>>>,
+        map: Arc<WorldMap>,
+        removed: Vec<u32>,
+    ) -> Command {
+        let mut r = Reload::diff(sim.defs(), sim.map(), agents.into(), map);
+        r.removed = removed;
+        Command::Reload(Box::new(r))
+    }
+
     fn sim() -> Sim {
         let mut sim = Sim::new(synthetic::world(20, 3), SimConfig::default());
         for _ in 0..50 {
@@ -420,14 +554,8 @@ mod tests {
         agents[3].file.name = "Renamed".into();
         agents[3].file.goals.primary = "a new goal".into();
         let map = sim.map().clone();
-        sim.send(Command::Reload(Box::new(Reload {
-            agents: Arc::new(agents),
-            map,
-            removed: Vec::new(),
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, Arc::new(agents), map, Vec::new());
+        sim.send(command);
         sim.step();
         assert_eq!(sim.defs()[3].file.name, "Renamed");
         let done = reloaded(&mut sim);
@@ -457,14 +585,8 @@ mod tests {
         agents[5].schedule[0].days = 0x7f;
         let map = sim.map().clone();
         sim.drain_events();
-        sim.send(Command::Reload(Box::new(Reload {
-            agents: Arc::new(agents),
-            map,
-            removed: Vec::new(),
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, Arc::new(agents), map, Vec::new());
+        sim.send(command);
         for _ in 0..20 {
             sim.step();
         }
@@ -512,14 +634,8 @@ mod tests {
         map.set_walkable(blocked, false);
         let agents = sim.defs().clone();
         sim.drain_events();
-        sim.send(Command::Reload(Box::new(Reload {
-            agents,
-            map: Arc::new(map),
-            removed: Vec::new(),
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, agents, Arc::new(map), Vec::new());
+        sim.send(command);
         sim.step();
         let done = reloaded(&mut sim);
         assert!(done[0].map_changed);
@@ -571,14 +687,8 @@ mod tests {
                 .conversation = Some(999);
         }
         sim.drain_events();
-        sim.send(Command::Reload(Box::new(Reload {
-            agents: Arc::new(agents.clone()),
-            map: map.clone(),
-            removed: vec![2],
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, Arc::new(agents.clone()), map.clone(), vec![2]);
+        sim.send(command);
         sim.step();
         let events = sim.drain_events();
         let done: Vec<&Arc<Reloaded>> = events
@@ -614,14 +724,8 @@ mod tests {
         }
         assert_eq!(sim.state_hash().len(), 64);
         // agent 2 comes back: a fresh entity at its old index
-        sim.send(Command::Reload(Box::new(Reload {
-            agents: Arc::new(agents),
-            map,
-            removed: Vec::new(),
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, Arc::new(agents), map, Vec::new());
+        sim.send(command);
         sim.step();
         let back = reloaded(&mut sim);
         assert_eq!(back[0].added, vec![2]);
@@ -639,26 +743,13 @@ mod tests {
             check(
                 &before,
                 &map,
-                &Reload {
-                    agents: Arc::new(agents.clone()),
-                    map: map.clone(),
-                    removed: Vec::new(),
-                    agent_ids: None,
-                    lore: false,
-                    prompts: false,
-                }
+                &Reload::diff(&before, &map, Arc::new(agents.clone()), map.clone())
             ),
             Err(ReloadRefused::AgentCount { .. })
         ));
         sim.drain_events();
-        sim.send(Command::Reload(Box::new(Reload {
-            agents: Arc::new(agents),
-            map,
-            removed: Vec::new(),
-            agent_ids: None,
-            lore: false,
-            prompts: false,
-        })));
+        let command = reload_of(&sim, Arc::new(agents), map, Vec::new());
+        sim.send(command);
         sim.step();
         assert!(reloaded(&mut sim).is_empty());
         assert!(Arc::ptr_eq(sim.defs(), &before));
