@@ -485,14 +485,36 @@ impl Reloader {
             return Outcome::Unchanged;
         }
         let mut notes = Vec::new();
-        for &i in &changed {
-            if agents[i as usize].file.llm != self.agents[i as usize].file.llm {
-                notes.push(format!(
-                    "the model settings of '{}' take effect at the next restart",
-                    agents[i as usize].file.id
-                ));
+        // agents' model settings: resolved again, or noted when the world
+        // was started without any model
+        let thinking = match &self.llm {
+            Some(llm) => {
+                if let Err(e) = llm.set_agents(&agents) {
+                    return Outcome::Invalid {
+                        problems: Vec::new(),
+                        message: e.to_string(),
+                    };
+                }
+                Some(
+                    (0..agents.len())
+                        .map(|i| llm.thinks(Some(i as u32)))
+                        .collect::<Vec<bool>>(),
+                )
             }
-        }
+            None => {
+                for &i in changed.iter().chain(&added) {
+                    let (new, old) = (&agents[i as usize], self.agents.get(i as usize));
+                    if new.file.llm.is_some() && old.is_none_or(|o| o.file.llm != new.file.llm) {
+                        notes.push(format!(
+                            "the model settings of '{}' take effect at the next restart: \
+                             this server started without a language model",
+                            new.file.id
+                        ));
+                    }
+                }
+                None
+            }
+        };
         let slug = |i: &u32| agents[*i as usize].file.id.clone();
         let mut agent_ids = self.agent_ids.clone();
         if let Some(store) = &self.store {
@@ -554,17 +576,13 @@ impl Reloader {
             *prompts_print = print;
         }
         *lore_print = lore_now;
-        if !added.is_empty() && self.llm.is_some() {
-            notes.push(
-                "agents that joined think with the rule-based mind until the next restart".into(),
-            );
-        }
         let reload = Reload {
             agents: agents.clone(),
             map: map.clone(),
             changed: changed.clone(),
             map_changed,
             removed: removed.clone(),
+            thinking,
             agent_ids: agent_ids.clone(),
             lore: lore_changed,
             prompts: prompts_changed,
@@ -646,6 +664,7 @@ impl Reloader {
             changed: Vec::new(),
             map_changed: false,
             removed: removed.clone(),
+            thinking: None,
             agent_ids: None,
             lore: false,
             prompts: false,

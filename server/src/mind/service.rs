@@ -632,6 +632,13 @@ impl Task {
     fn reloaded(&mut self, r: &crate::world::reload::Reloaded, now: GameSeconds) {
         self.defs = r.agents.clone();
         self.stream.set_content(&r.agents, &r.map);
+        if let Some(llm) = &self.llm {
+            self.stream.reflect_by_model(
+                (0..r.agents.len())
+                    .map(|i| llm.thinks(Some(i as u32)))
+                    .collect(),
+            );
+        }
         if let (Some(store), Some(ids)) = (self.store.as_mut(), r.agent_ids.as_ref()) {
             store.agent_ids = ids.to_vec();
         }

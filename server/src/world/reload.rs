@@ -39,6 +39,9 @@ pub struct Reload {
     pub map_changed: bool,
     /// Indices of agents that leave the world.
     pub removed: Vec<u32>,
+    /// Which agents (by index) say their lines and plan through their
+    /// models from now on, when the world has any (`None`: as before).
+    pub thinking: Option<Vec<bool>>,
     /// Database id of every agent by index, when the world is persisted
     /// (carried to [`Reloaded`] for the memory service and the writer).
     pub agent_ids: Option<Arc<Vec<i64>>>,
@@ -76,6 +79,7 @@ impl Reload {
             changed,
             map_changed,
             removed: Vec::new(),
+            thinking: None,
             agent_ids: None,
             lore: false,
             prompts: false,
@@ -213,10 +217,22 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
         changed,
         map_changed,
         removed,
+        thinking,
         agent_ids,
         lore,
         prompts,
     } = reload;
+    if let Some(thinking) = thinking {
+        // only in a world whose agents think with models at all
+        let mut lines = world.resource_mut::<super::conversation::ModelLines>();
+        if !lines.thinking.is_empty() {
+            lines.thinking = thinking.clone();
+        }
+        let mut plans = world.resource_mut::<super::plan::ModelPlans>();
+        if !plans.thinking.is_empty() {
+            plans.thinking = thinking;
+        }
+    }
     // location ids of the old map on the new one, by name
     let moved: Vec<Option<LocationId>> = old_map
         .locations
@@ -730,6 +746,28 @@ mod tests {
         let back = reloaded(&mut sim);
         assert_eq!(back[0].added, vec![2]);
         assert!(sim.get::<Position>(2).is_some());
+    }
+
+    #[test]
+    fn who_thinks_with_a_model_follows_the_reload() {
+        let mut sim = sim();
+        sim.speak_through_models(vec![false; 20], 5);
+        sim.plan_through_models(vec![false; 20]);
+        let mut agents = (**sim.defs()).clone();
+        let mut newcomer = agents[0].clone();
+        newcomer.file.id = "newcomer".into();
+        agents.push(newcomer);
+        let mut r = Reload::diff(sim.defs(), sim.map(), Arc::new(agents), sim.map().clone());
+        let mut thinking = vec![false; 21];
+        thinking[3] = true;
+        thinking[20] = true;
+        r.thinking = Some(thinking.clone());
+        sim.send(Command::Reload(Box::new(r)));
+        sim.step();
+        let lines = sim.world().resource::<crate::world::conversation::ModelLines>();
+        assert_eq!(lines.thinking, thinking);
+        let plans = sim.world().resource::<crate::world::plan::ModelPlans>();
+        assert_eq!(plans.thinking, thinking);
     }
 
     #[test]

@@ -155,7 +155,10 @@ impl LlmStats {
 /// A world's model client; share it behind an `Arc`.
 pub struct Llm {
     http: reqwest::Client,
-    endpoints: Endpoints,
+    /// Swapped whole when agents' files are reloaded.
+    endpoints: arc_swap::ArcSwap<Endpoints>,
+    /// The world's settings the endpoints are resolved with.
+    config: LlmConfig,
     /// Swapped whole when the templates are reloaded.
     prompts: arc_swap::ArcSwap<Prompts>,
     gate: Arc<Gate>,
@@ -170,7 +173,7 @@ pub struct Llm {
     log: Option<mpsc::UnboundedSender<CallRecord>>,
     stats: Mutex<LlmStats>,
     /// Agents' slugs, for the per-agent metric.
-    slugs: Vec<String>,
+    slugs: arc_swap::ArcSwap<Vec<String>>,
 }
 
 impl std::fmt::Debug for Llm {
@@ -244,7 +247,8 @@ impl Llm {
             .map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Some(Llm {
             http,
-            endpoints,
+            endpoints: arc_swap::ArcSwap::from_pointee(endpoints),
+            config: config.clone(),
             prompts: arc_swap::ArcSwap::from_pointee(prompts),
             gate: Gate::new(config.max_concurrent),
             rate: config.requests_per_minute.map(RateLimit::per_minute),
@@ -257,7 +261,9 @@ impl Llm {
             max_retries: config.max_retries,
             log: None,
             stats: Mutex::new(LlmStats::default()),
-            slugs: agents.iter().map(|a| a.file.id.clone()).collect(),
+            slugs: arc_swap::ArcSwap::from_pointee(
+                agents.iter().map(|a| a.file.id.clone()).collect(),
+            ),
         }))
     }
 
@@ -274,12 +280,24 @@ impl Llm {
 
     /// Whether `agent` (the world for `None`) thinks with a model.
     pub fn thinks(&self, agent: Option<u32>) -> bool {
-        self.endpoints.for_agent(agent).is_some()
+        self.endpoints.load().for_agent(agent).is_some()
     }
 
     /// The prompt templates in use now.
     pub fn prompts(&self) -> Arc<Prompts> {
         self.prompts.load_full()
+    }
+
+    /// Resolves every agent's endpoint again from reloaded agent files (the
+    /// world's settings stay): a changed `llm` section, or an agent that
+    /// joined, thinks accordingly from the next decision on. On an error
+    /// (an agent's settings that cannot be used) nothing changes.
+    pub fn set_agents(&self, agents: &[AgentDef]) -> Result<(), LlmError> {
+        let endpoints = Endpoints::resolve(&self.config, agents)?;
+        self.endpoints.store(Arc::new(endpoints));
+        self.slugs
+            .store(Arc::new(agents.iter().map(|a| a.file.id.clone()).collect()));
+        Ok(())
     }
 
     /// Uses `prompts` for every decision asked from now on.
@@ -313,10 +331,8 @@ impl Llm {
     async fn ask_inner(&self, req: &Request, started: Instant) -> Result<Value, LlmError> {
         let deadline = started + self.timeout;
         let kind = req.kind;
-        let endpoint = self
-            .endpoints
-            .for_agent(req.agent)
-            .ok_or(LlmError::NoModel)?;
+        let endpoints = self.endpoints.load_full();
+        let endpoint = endpoints.for_agent(req.agent).ok_or(LlmError::NoModel)?;
         let prompts = self.prompts.load_full();
         let prompt = prompts.get(kind).ok_or_else(|| LlmError::Prompt {
             file: kind.as_str().to_owned(),
@@ -362,8 +378,9 @@ impl Llm {
             let mode = self.mode(endpoint);
             let sent = Instant::now();
             self.count(|s| *s.requests.entry(kind.as_str()).or_default() += 1);
-            if self.slugs.len() <= MAX_AGENT_LABELS
-                && let Some(a) = req.agent.and_then(|a| self.slugs.get(a as usize))
+            let slugs = self.slugs.load();
+            if slugs.len() <= MAX_AGENT_LABELS
+                && let Some(a) = req.agent.and_then(|a| slugs.get(a as usize))
             {
                 metrics::counter!("hearth_llm_agent_requests_total", "agent" => a.clone())
                     .increment(1);
@@ -631,5 +648,45 @@ fn snippet(text: &str) -> String {
     match text.char_indices().nth(SNIPPET_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::agent::LlmSettings;
+
+    fn own_model(url: &str) -> Option<LlmSettings> {
+        Some(LlmSettings {
+            base_url: Some(url.to_owned()),
+            model: Some("m".to_owned()),
+            ..LlmSettings::default()
+        })
+    }
+
+    #[test]
+    fn reloaded_agent_files_change_who_thinks_with_a_model() {
+        let mut agents = crate::content::synthetic::world(3, 1).agents;
+        agents[0].file.llm = own_model("http://127.0.0.1:9/v1");
+        let llm = Llm::new(&LlmConfig::default(), &agents, Prompts::load(None).expect("built in"))
+            .expect("valid")
+            .expect("one agent has a model");
+        assert!(llm.thinks(Some(0)));
+        assert!(!llm.thinks(Some(1)));
+        // agent 1 gets a model, and a fourth agent joins with one
+        agents[1].file.llm = own_model("http://127.0.0.1:9/v1");
+        let mut newcomer = agents[2].clone();
+        newcomer.file.id = "newcomer".into();
+        newcomer.file.llm = own_model("http://127.0.0.1:9/v1");
+        agents.push(newcomer);
+        llm.set_agents(&agents).expect("valid");
+        assert!(llm.thinks(Some(1)));
+        assert!(llm.thinks(Some(3)));
+        assert!(!llm.thinks(Some(2)));
+        // settings that cannot be used change nothing
+        agents[2].file.llm = own_model("ftp://nowhere");
+        assert!(llm.set_agents(&agents).is_err());
+        assert!(!llm.thinks(Some(2)));
+        assert!(llm.thinks(Some(3)));
     }
 }
