@@ -364,7 +364,8 @@ impl Task {
                     ..
                 } => self.answer(character, text, agents),
                 WorldEvent::ContentReloaded(r) => {
-                    self.core.set_content(r.agents.clone(), r.map.clone());
+                    self.core
+                        .set_content(r.agents.clone(), r.map.clone(), &r.changed);
                     self.handle(HubMsg::Staff(protocol::Event::ContentReloaded {
                         changed: crate::reload::agent_refs(&r.agents, &r.changed),
                         added: crate::reload::agent_refs(&r.agents, &r.added),

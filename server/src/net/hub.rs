@@ -146,14 +146,38 @@ impl HubCore {
         &self.defs
     }
 
-    /// Takes the world's reloaded content (the same agents, in the same
-    /// order, on a map of the same size): names, activities and locations
-    /// are resolved from it from now on, and every subscribed client gets a
-    /// fresh snapshot (spread over passes like any resync), since names and
-    /// labels it holds may have changed.
-    pub fn set_content(&mut self, defs: Arc<Vec<AgentDef>>, map: Arc<WorldMap>) {
+    /// Takes the world's reloaded content (its agents at their indices, new
+    /// ones after them, on a map of the same size; `changed` names the
+    /// agents whose definition changed): names, activities and locations
+    /// are resolved from it from now on. When a name, an activity label or
+    /// a location name that clients hold changed, every subscribed client
+    /// gets a fresh snapshot (spread over passes like any resync); agents
+    /// that join or leave reach them as deltas.
+    pub fn set_content(&mut self, defs: Arc<Vec<AgentDef>>, map: Arc<WorldMap>, changed: &[u32]) {
+        let seen_differently =
+            changed.iter().any(
+                |&i| match (self.defs.get(i as usize), defs.get(i as usize)) {
+                    (Some(a), Some(b)) => {
+                        a.file.name != b.file.name
+                            || !a
+                                .schedule
+                                .iter()
+                                .map(|x| &x.activity)
+                                .eq(b.schedule.iter().map(|x| &x.activity))
+                    }
+                    _ => false,
+                },
+            ) || !self
+                .map
+                .locations
+                .iter()
+                .map(|l| &l.name)
+                .eq(map.locations.iter().map(|l| &l.name));
         self.defs = defs;
         self.map = map;
+        if !seen_differently {
+            return;
+        }
         let now = Instant::now();
         for c in self.clients.values_mut() {
             if c.interest.is_some() {
@@ -946,6 +970,28 @@ mod tests {
             ),
             "{last:?}"
         );
+    }
+
+    #[test]
+    fn reloaded_content_resyncs_clients_only_when_what_they_hold_changed() {
+        let (mut sim, mut hub) = world(10);
+        sim.step();
+        hub.tick(&sim.take_view().expect("frame"), &[], Instant::now());
+        let (tx, _rx) = mpsc::channel(64);
+        hub.connect(1, tx);
+        hub.subscribe(1, Some(everywhere()), None, None);
+        let behind = |hub: &HubCore| hub.clients[&1].behind_since.is_some();
+        let map = sim.map().clone();
+        // a goal is not something clients hold
+        let mut defs = (**sim.defs()).clone();
+        defs[2].file.goals.primary = "another goal".into();
+        hub.set_content(Arc::new(defs.clone()), map.clone(), &[2]);
+        assert!(!behind(&hub), "no snapshot for a changed goal");
+        assert_eq!(hub.defs()[2].file.goals.primary, "another goal");
+        // a name is
+        defs[2].file.name = "Someone Else".into();
+        hub.set_content(Arc::new(defs), map, &[2]);
+        assert!(behind(&hub), "a fresh snapshot for a changed name");
     }
 
     #[test]

@@ -764,7 +764,9 @@ mod tests {
         r.thinking = Some(thinking.clone());
         sim.send(Command::Reload(Box::new(r)));
         sim.step();
-        let lines = sim.world().resource::<crate::world::conversation::ModelLines>();
+        let lines = sim
+            .world()
+            .resource::<crate::world::conversation::ModelLines>();
         assert_eq!(lines.thinking, thinking);
         let plans = sim.world().resource::<crate::world::plan::ModelPlans>();
         assert_eq!(plans.thinking, thinking);

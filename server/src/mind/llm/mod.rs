@@ -668,9 +668,13 @@ mod tests {
     fn reloaded_agent_files_change_who_thinks_with_a_model() {
         let mut agents = crate::content::synthetic::world(3, 1).agents;
         agents[0].file.llm = own_model("http://127.0.0.1:9/v1");
-        let llm = Llm::new(&LlmConfig::default(), &agents, Prompts::load(None).expect("built in"))
-            .expect("valid")
-            .expect("one agent has a model");
+        let llm = Llm::new(
+            &LlmConfig::default(),
+            &agents,
+            Prompts::load(None).expect("built in"),
+        )
+        .expect("valid")
+        .expect("one agent has a model");
         assert!(llm.thinks(Some(0)));
         assert!(!llm.thinks(Some(1)));
         // agent 1 gets a model, and a fourth agent joins with one
