@@ -194,8 +194,10 @@ impl MemoryStream {
                 .chain(a.file.goals.secondary.iter().cloned())
                 .collect();
         }
-        // agents that joined the world: new, empty windows after the others
-        for a in agents.iter().skip(self.people.len()) {
+        // agents that joined the world: new, empty windows after the others,
+        // and the bonds their files seed
+        let first_new = self.people.len();
+        for a in agents.iter().skip(first_new) {
             self.people.push(Person {
                 slug: a.file.id.clone(),
                 name: a.file.name.clone(),
@@ -203,6 +205,14 @@ impl MemoryStream {
                     .chain(a.file.goals.secondary.iter().cloned())
                     .collect(),
             });
+        }
+        for (i, a) in agents.iter().enumerate().skip(first_new) {
+            for r in &a.file.relationships {
+                if let Some(j) = self.people.iter().position(|p| p.slug == r.target) {
+                    self.bonds
+                        .insert((i as u32, j as u32), (r.affection, r.trust));
+                }
+            }
         }
         while self.agents.len() < self.people.len() {
             self.agents.push(AgentMemory {
@@ -1180,6 +1190,36 @@ mod tests {
         let map = WorldMap::generate(40, 30, 6, 1);
         let s = MemoryStream::new(StreamConfig::default(), &defs, &map);
         (s, defs, map)
+    }
+
+    #[test]
+    fn reloaded_content_renames_and_makes_room_for_agents_that_join() {
+        let (mut s, mut defs, map) = stream();
+        let remembered = s.memories(0).count();
+        defs[0].file.name = "Ada Renamed".into();
+        let mut di = testkit::def("di", "Sail the river", vec![]);
+        di.file
+            .relationships
+            .push(crate::content::agent::RelationshipSeed {
+                target: "ada".into(),
+                kind: "friend".into(),
+                affection: 40.0,
+                trust: 50.0,
+            });
+        defs.push(di);
+        s.set_content(&defs, &map);
+        assert_eq!(s.people[0].name, "Ada Renamed");
+        assert_eq!(s.memories(0).count(), remembered, "ada's memories stay");
+        assert_eq!(s.len(), 4, "a window for di");
+        assert_eq!(s.slug(3), Some("di"));
+        assert_eq!(
+            s.bonds.get(&(3, 0)),
+            Some(&(40.0, 50.0)),
+            "di's file seeds her bond"
+        );
+        // di remembers what she perceives like anyone
+        let made = s.ingest(HOUR, &[seen(3, 0, "baking bread")], &RuleMind);
+        assert!(made.iter().any(|m| m.agent == 3), "{made:?}");
     }
 
     fn seen(agent: u32, other: u32, activity: &str) -> (u64, WorldEvent) {
