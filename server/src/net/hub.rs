@@ -147,7 +147,7 @@ impl HubCore {
     }
 
     /// Takes the world's reloaded content (its agents at their indices, new
-    /// ones after them, on a map of the same size; `changed` names the
+    /// ones after them, on a map of any size; `changed` names the
     /// agents whose definition changed): names, activities and locations
     /// are resolved from it from now on. When a name, an activity label or
     /// a location name that clients hold changed, every subscribed client
@@ -173,6 +173,11 @@ impl HubCore {
                 .iter()
                 .map(|l| &l.name)
                 .eq(map.locations.iter().map(|l| &l.name));
+        let resized = (self.map.width, self.map.height) != (map.width, map.height);
+        if resized {
+            self.mirror.resize(map.width, map.height);
+        }
+        let seen_differently = seen_differently || resized;
         self.defs = defs;
         self.map = map;
         if !seen_differently {

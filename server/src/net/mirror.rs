@@ -86,6 +86,23 @@ impl Mirror {
         }
     }
 
+    /// The map is now `width` × `height` tiles: the grid is laid again and
+    /// every agent put in its cell (a map reloaded at another size).
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.cols = (f32::from(width) / CELL).ceil() as usize + 1;
+        self.rows = (f32::from(height) / CELL).ceil() as usize + 1;
+        self.cells = vec![Vec::new(); self.cols * self.rows];
+        for i in 0..self.agents.len() {
+            self.cell_of[i] = usize::MAX;
+            if let Some(v) = self.agents[i] {
+                let c = self.cell(v.x, v.y);
+                self.slot[i] = self.cells[c].len();
+                self.cells[c].push(i as u32);
+                self.cell_of[i] = c;
+            }
+        }
+    }
+
     fn cell(&self, x: f32, y: f32) -> usize {
         let c = ((x.max(0.0) / CELL) as usize).min(self.cols - 1);
         let r = ((y.max(0.0) / CELL) as usize).min(self.rows - 1);
@@ -379,6 +396,38 @@ mod tests {
             agents_gone: Vec::new(),
             full: false,
         }
+    }
+
+    #[test]
+    fn a_resized_grid_finds_every_agent_where_it_is() {
+        let mut m = Mirror::new(64, 64);
+        let agents: Vec<AgentView> = (0..200)
+            .map(|i| view(i, (i * 7 % 64) as f32, (i * 13 % 64) as f32))
+            .collect();
+        m.apply(&frame(1, agents.clone()));
+        m.remove(17);
+        // a larger map: the old cells would put far agents in the last one
+        m.resize(300, 200);
+        m.apply(&frame(2, vec![view(3, 250.0, 180.0)]));
+        let everywhere = Area::Rect {
+            x: 0.0,
+            y: 0.0,
+            w: 300.0,
+            h: 200.0,
+        };
+        let mut got = Vec::new();
+        m.in_area(&everywhere, &mut got);
+        assert_eq!(got.len(), 199, "everyone but the removed one");
+        let mut far = Vec::new();
+        m.in_area(
+            &Area::Circle {
+                cx: 250.0,
+                cy: 180.0,
+                r: 2.0,
+            },
+            &mut far,
+        );
+        assert_eq!(far, vec![3]);
     }
 
     #[test]

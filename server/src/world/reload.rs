@@ -1,5 +1,5 @@
 //! Content reloaded into the live world: new agent definitions and a new
-//! map of the same size take effect between two ticks. Agents keep their
+//! map (of any size) take effect between two ticks. Agents keep their
 //! index and their state (position, needs, memories, relationships); those
 //! whose schedule or home changed take up their new schedule at once; those
 //! whose way crossed what the map changed look for a new one; location ids
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use serde::Serialize;
 
-use super::components::{Activity, AgentIdx, Movement, Plan, Step, Talk};
+use super::components::{Activity, AgentIdx, Movement, Plan, PlanStatus, Position, Step, Talk};
 use super::conversation::Conversations;
 use super::path::PathQueue;
 use super::rng::WorldRng;
@@ -27,7 +27,7 @@ use super::{AgentIndex, Defs, GameClock, MapRes, Outbox, WorldEvent, spawn_agent
 use crate::content::{AgentDef, LocationId, WorldMap};
 
 /// Content to swap in: the world's agents at their indices (new ones after
-/// them), and the map (the same size as the world's).
+/// them), and the map.
 #[derive(Debug, Clone)]
 pub struct Reload {
     pub agents: Arc<Vec<AgentDef>>,
@@ -137,15 +137,6 @@ pub enum ReloadRefused {
         have: String,
         got: String,
     },
-    #[error(
-        "the map is {have_w}x{have_h} in the world and {got_w}x{got_h} in the reload: a map changes size only at a restart"
-    )]
-    MapSize {
-        have_w: u16,
-        have_h: u16,
-        got_w: u16,
-        got_h: u16,
-    },
 }
 
 /// Checks that `reload` can be applied to a world of `agents` on `map`.
@@ -171,14 +162,7 @@ pub fn check(agents: &[AgentDef], map: &WorldMap, reload: &Reload) -> Result<(),
     if let Some(&bad) = reload.removed.iter().find(|&&i| i as usize >= agents.len()) {
         return Err(ReloadRefused::NoSuchAgent(bad));
     }
-    if (map.width, map.height) != (reload.map.width, reload.map.height) {
-        return Err(ReloadRefused::MapSize {
-            have_w: map.width,
-            have_h: map.height,
-            got_w: reload.map.width,
-            got_h: reload.map.height,
-        });
-    }
+    let _ = map;
     Ok(())
 }
 
@@ -273,6 +257,32 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
     };
     let mut requeue = Vec::new();
     let mut recheck = Vec::new();
+    if (map.width, map.height) != (old_map.width, old_map.height) {
+        // a smaller map may leave agents outside it: they are back home
+        let mut outside = world.query::<(&AgentIdx, &mut Position, &mut Movement)>();
+        for (idx, mut position, mut movement) in outside.iter_mut(world) {
+            let t = position.tile();
+            if t.x < map.width && t.y < map.height {
+                continue;
+            }
+            let Some(def) = agents.get(idx.0 as usize) else {
+                continue;
+            };
+            let home = map.location(def.home);
+            let tile = home.walkable.first().copied().unwrap_or(home.rect.center());
+            *position = Position::of(tile);
+            movement.path.clear();
+            movement.goal = None;
+        }
+    }
+    if map_changed {
+        // conversations' places too, by name
+        for c in &mut world.resource_mut::<Conversations>().active {
+            c.location = c
+                .location
+                .and_then(|l| moved.get(l as usize).copied().flatten());
+        }
+    }
     let mut query = world.query::<(Entity, &AgentIdx, &mut Activity, &mut Plan, &mut Movement)>();
     if map_changed {
         // every agent's plan and path may cross what changed
@@ -417,6 +427,12 @@ impl Ctx<'_> {
             if self.to_new(activity.location).is_none() {
                 activity.location = new.home;
             }
+            // steps may name places of the old map: none are kept
+            plan.steps.clear();
+            plan.current = 0;
+            plan.status = PlanStatus::Done;
+            movement.goal = None;
+            movement.path.clear();
         }
         if rescheduled || replan {
             // looked at again by the schedule at once, and a new plan made
@@ -746,6 +762,44 @@ mod tests {
         let back = reloaded(&mut sim);
         assert_eq!(back[0].added, vec![2]);
         assert!(sim.get::<Position>(2).is_some());
+    }
+
+    #[test]
+    fn a_smaller_map_brings_the_agents_outside_it_home() {
+        let mut sim = sim();
+        let (w, h) = (sim.map().width, sim.map().height);
+        let small = crate::content::WorldMap::generate(w / 2, h / 2, 3, 9);
+        // the agents' homes must be on the new map: definitions resolved on it
+        let mut agents = (**sim.defs()).clone();
+        for a in &mut agents {
+            a.home = 0;
+            a.start = 0;
+            for b in &mut a.schedule {
+                b.location = 0;
+            }
+        }
+        let outside = (0..20u32)
+            .filter(|&i| {
+                sim.get::<Position>(i)
+                    .is_some_and(|p| p.tile().x >= w / 2 || p.tile().y >= h / 2)
+            })
+            .count();
+        assert!(outside > 0, "someone stands where the map is cut");
+        let command = reload_of(&sim, Arc::new(agents), Arc::new(small), Vec::new());
+        sim.send(command);
+        sim.step();
+        let done = reloaded(&mut sim);
+        assert!(done[0].map_changed);
+        for _ in 0..100 {
+            sim.step();
+        }
+        for i in 0..20u32 {
+            let p = sim.get::<Position>(i).expect("agent");
+            assert!(
+                p.tile().x < w / 2 && p.tile().y < h / 2,
+                "agent {i} at {p:?}"
+            );
+        }
     }
 
     #[test]
