@@ -607,6 +607,7 @@ impl Reloader {
         for i in &added {
             self.gone.remove(i);
         }
+        metrics::gauge!("hearth_agents").set((agents.len() - self.gone.len()) as f64);
         self.agents = agents;
         self.map = map;
         self.agent_ids = agent_ids;
