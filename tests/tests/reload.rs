@@ -3,7 +3,8 @@
 //! the running server takes effect in `agent_detail` (and the agent's row)
 //! while the agent keeps its memories; a broken file sends a
 //! `content_error` event naming file, line and column while the world
-//! keeps ticking, and fixing it applies it; new lore is chunked into the
+//! keeps ticking, and fixing it applies it; a wall drawn on the map's
+//! collision layer is applied; new lore is chunked into the
 //! database; a new agent file brings an agent into the world (registered,
 //! seeded) and removing it takes the agent out (archived). As separate
 //! processes:
@@ -324,6 +325,25 @@ async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     assert_eq!(detail(&mut ws, "d4").await["age"], 30);
     send(&mut ws, &json!({"type": "reload_content", "id": "r2"})).await;
     assert_eq!(answer(&mut ws, "r2").await["type"], "ok");
+
+    // the map: a tile of open ground becomes a wall
+    let map_path = content.map();
+    let mut tmj: Value =
+        serde_json::from_str(&std::fs::read_to_string(&map_path).unwrap()).unwrap();
+    let collision = tmj["layers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|l| l["name"] == "collision")
+        .unwrap();
+    let data = collision["data"].as_array_mut().unwrap();
+    let wall = data.iter().find(|v| v.as_u64() != Some(0)).unwrap().clone();
+    let open = data.iter().position(|v| v.as_u64() == Some(0)).unwrap();
+    data[open] = wall;
+    std::fs::write(&map_path, serde_json::to_string(&tmj).unwrap()).unwrap();
+    let mapped = event(&mut ws, "content_reloaded").await;
+    assert_eq!(mapped["map"], true, "{mapped}");
+    assert_eq!(mapped["changed"], json!([]), "{mapped}");
 
     // new lore: chunked into the database while the world runs
     std::fs::write(
