@@ -346,20 +346,24 @@ pub struct LlmSection {
 }
 
 impl Default for LlmSection {
+    /// The model client's own defaults ([`LlmConfig::default`]).
     fn default() -> Self {
+        let d = LlmConfig::default();
         Self {
-            url: None,
-            model: None,
-            api_key_env: None,
-            timeout: Duration::from_secs(20),
-            max_concurrent: 4,
-            max_retries: 2,
-            requests_per_minute: None,
-            tokens_per_game_day: None,
+            url: d.base_url,
+            model: d.model,
+            api_key_env: d.api_key_env,
+            timeout: d.timeout,
+            max_concurrent: d.max_concurrent,
+            max_retries: d.max_retries,
+            requests_per_minute: d.requests_per_minute,
+            tokens_per_game_day: d.tokens_per_game_day,
+            // written out: 0.7f32 widened would read 0.699999988 in
+            // `hearth config`; a unit test keeps it equal to the f32
             temperature: 0.7,
-            max_tokens: 400,
-            structured: Structured::JsonSchema,
-            cache: 10_000,
+            max_tokens: d.max_tokens,
+            structured: d.structured,
+            cache: d.cache_entries,
         }
     }
 }
@@ -408,16 +412,18 @@ pub struct EmbedSection {
 }
 
 impl Default for EmbedSection {
+    /// The embedder's own defaults ([`EmbedConfig::default`]).
     fn default() -> Self {
+        let d = EmbedConfig::default();
         Self {
-            url: None,
-            model: None,
-            api_key_env: None,
-            dimensions: None,
-            model_dir: None,
-            timeout: Duration::from_secs(10),
-            batch_size: 64,
-            max_retries: 3,
+            url: d.base_url,
+            model: d.model,
+            api_key_env: d.api_key_env,
+            dimensions: d.dimensions,
+            model_dir: d.model_dir,
+            timeout: d.timeout,
+            batch_size: d.batch_size,
+            max_retries: d.max_retries,
         }
     }
 }

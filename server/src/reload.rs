@@ -300,10 +300,10 @@ pub struct Reloader {
     pub agents: Arc<Vec<AgentDef>>,
     pub map: Arc<WorldMap>,
     pub world: std::sync::mpsc::Sender<Command>,
-    pub hub: Option<Hub>,
+    pub hub: Hub,
     pub store: Option<Store>,
     pub llm: Option<Arc<Llm>>,
-    pub files: Option<RunFiles>,
+    pub files: RunFiles,
     /// Database id of every agent by index (persisted worlds).
     pub agent_ids: Option<Arc<Vec<i64>>>,
     /// Indices of agents that left the world.
@@ -364,9 +364,7 @@ impl Reloader {
             }
             seq += 1;
             let started = std::time::Instant::now();
-            let outcome = self
-                .reload(&request.source, &mut lore_print, &mut prompts_print)
-                .await;
+            let outcome = self.reload(&mut lore_print, &mut prompts_print).await;
             metrics::histogram!("hearth_content_reload_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("hearth_content_reloads_total", "outcome" => outcome.kind())
@@ -401,14 +399,12 @@ impl Reloader {
                     });
                 }
             }
-            if let Some(files) = &self.files {
-                files.write_status(&Status {
-                    seq,
-                    pid: std::process::id(),
-                    source: request.source.to_string(),
-                    outcome: outcome.clone(),
-                });
-            }
+            self.files.write_status(&Status {
+                seq,
+                pid: std::process::id(),
+                source: request.source.to_string(),
+                outcome: outcome.clone(),
+            });
             for r in replies {
                 let _ = r.send(outcome.clone());
             }
@@ -416,17 +412,10 @@ impl Reloader {
     }
 
     fn tell_staff(&self, event: protocol::Event) {
-        if let Some(hub) = &self.hub {
-            hub.send(HubMsg::Staff(event));
-        }
+        self.hub.send(HubMsg::Staff(event));
     }
 
-    async fn reload(
-        &mut self,
-        source: &Source,
-        lore_print: &mut u64,
-        prompts_print: &mut u64,
-    ) -> Outcome {
+    async fn reload(&mut self, lore_print: &mut u64, prompts_print: &mut u64) -> Outcome {
         let paths = self.paths.clone();
         let read = tokio::task::spawn_blocking(move || {
             let content = validate::load(&paths.agents, &paths.map);
@@ -611,7 +600,6 @@ impl Reloader {
         self.agents = agents;
         self.map = map;
         self.agent_ids = agent_ids;
-        let _ = source;
         outcome
     }
 
@@ -670,7 +658,7 @@ impl Reloader {
             lore: false,
             prompts: false,
         };
-        world_reload::check(&self.agents, &self.map, &reload).map_err(|e| e.to_string())?;
+        world_reload::check(&self.agents, &reload).map_err(|e| e.to_string())?;
         Ok(Next {
             agents: reload.agents,
             map: reload.map,

@@ -24,7 +24,8 @@
 //! stop channel closes), without waiting.
 //!
 //! Game clients connect with [`Server::connect`] (protocol v1's
-//! subprotocol, checked) and talk through [`send`] and [`next_json`].
+//! subprotocol, checked) and talk through [`send`], [`next_json`] and
+//! [`answer`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -380,6 +381,18 @@ pub async fn send(ws: &mut Ws, v: &serde_json::Value) {
     ))
     .await
     .expect("the frame is sent");
+}
+
+/// The answer to request `id`, skipping pushes (30 s at most).
+pub async fn answer(ws: &mut Ws, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no answer to {id} within 30 s");
+        let v = next_json(ws).await;
+        if v["id"] == serde_json::json!(id) {
+            return v;
+        }
+    }
 }
 
 /// The next text frame as JSON (10 s at most); panics on a close.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hearth_tests::llm_server::{Reply, ScriptedLlm};
-use hearth_tests::server::{Server, Ws, next_json as next, send};
+use hearth_tests::server::{Server, Ws, answer, next_json as next, send};
 use hearth_tests::{TestDb, workspace_root};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
@@ -676,18 +676,6 @@ async fn a_dead_model_never_stalls_the_world() {
 }
 
 // --- c. a player is answered by the model ----------------------------------
-
-/// The answer to request `id` (skipping pushes; 30 s at most).
-async fn answer(ws: &mut Ws, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "no answer to {id} within 30 s");
-        let v = next(ws).await;
-        if v["id"] == json!(id) {
-            return v;
-        }
-    }
-}
 
 /// The next line `agent` says to the character `c:ada`, and how long it took.
 async fn speech_to_ada(ws: &mut Ws, agent: &str, within: Duration) -> (String, Duration) {

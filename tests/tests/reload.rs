@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hearth_tests::server::{Server, Ws, next_json as next, send};
+use hearth_tests::server::{Server, Ws, answer, next_json as next, send};
 use hearth_tests::{TestDb, workspace_root};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -88,18 +88,6 @@ impl Content {
 impl Drop for Content {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The answer to request `id`, skipping pushes.
-async fn answer(ws: &mut Ws, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "no answer to {id} within 30 s");
-        let v = next(ws).await;
-        if v["id"] == json!(id) {
-            return v;
-        }
     }
 }
 

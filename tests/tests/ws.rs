@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hearth_tests::TestDb;
-use hearth_tests::server::{Server, Ws, next_json as next, send};
+use hearth_tests::server::{Server, Ws, answer, next_json as next, send};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -60,18 +60,6 @@ async fn next_of(ws: &mut Ws, types: &[&str]) -> Value {
         assert!(Instant::now() < deadline, "no {types:?} within 30 s");
         let v = next(ws).await;
         if types.contains(&v["type"].as_str().unwrap_or("")) {
-            return v;
-        }
-    }
-}
-
-/// The answer to request `id` (skipping pushes).
-async fn answer(ws: &mut Ws, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "no answer to {id} within 30 s");
-        let v = next(ws).await;
-        if v["id"] == json!(id) {
             return v;
         }
     }

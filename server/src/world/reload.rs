@@ -139,8 +139,8 @@ pub enum ReloadRefused {
     },
 }
 
-/// Checks that `reload` can be applied to a world of `agents` on `map`.
-pub fn check(agents: &[AgentDef], map: &WorldMap, reload: &Reload) -> Result<(), ReloadRefused> {
+/// Checks that `reload` can be applied to a world of `agents`.
+pub fn check(agents: &[AgentDef], reload: &Reload) -> Result<(), ReloadRefused> {
     if reload.agents.len() < agents.len() {
         return Err(ReloadRefused::AgentCount {
             have: agents.len(),
@@ -162,7 +162,6 @@ pub fn check(agents: &[AgentDef], map: &WorldMap, reload: &Reload) -> Result<(),
     if let Some(&bad) = reload.removed.iter().find(|&&i| i as usize >= agents.len()) {
         return Err(ReloadRefused::NoSuchAgent(bad));
     }
-    let _ = map;
     Ok(())
 }
 
@@ -194,7 +193,7 @@ pub fn apply(world: &mut World) {
 fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
     let old_agents = world.resource::<Defs>().agents.clone();
     let old_map = world.resource::<MapRes>().0.clone();
-    check(&old_agents, &old_map, &reload)?;
+    check(&old_agents, &reload)?;
     let Reload {
         agents,
         map,
@@ -836,7 +835,6 @@ mod tests {
         assert!(matches!(
             check(
                 &before,
-                &map,
                 &Reload::diff(&before, &map, Arc::new(agents.clone()), map.clone())
             ),
             Err(ReloadRefused::AgentCount { .. })
