@@ -259,18 +259,12 @@ impl MemoryService {
                         }
                     }
                 }
-                let seeds: Vec<AgentDef> = defs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| {
-                        let mut d = d.clone();
-                        if !unseeded.contains(&i) {
-                            d.file.memories.clear();
-                        }
-                        d
-                    })
-                    .collect();
-                let fresh = stream.seed(&seeds, mind.as_ref(), now);
+                let mut fresh = Vec::new();
+                for &i in &unseeded {
+                    if let Some(def) = defs.get(i) {
+                        fresh.extend(stream.seed_agent(i as u32, def, mind.as_ref(), now));
+                    }
+                }
                 info!(
                     restored,
                     unembedded = unembedded.len(),
@@ -624,8 +618,6 @@ impl Task {
         });
     }
 
-    /// Takes new memories: those of agents with a model go to it first
-    /// (a rating, or a look back's wording), the rest are accepted now.
     /// Takes content reloaded into the world: new definitions, windows for
     /// agents that joined (seeded from their files unless they were here
     /// before and remember), and their database ids.
@@ -680,22 +672,15 @@ impl Task {
 
     /// Agent `agent`'s seed memories, from its file.
     fn seed_one(&mut self, agent: u32, now: GameSeconds) {
-        let seeds: Vec<AgentDef> = self
-            .defs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let mut d = d.clone();
-                if i as u32 != agent {
-                    d.file.memories.clear();
-                }
-                d
-            })
-            .collect();
-        let made = self.stream.seed(&seeds, self.mind.as_ref(), now);
+        let Some(def) = self.defs.get(agent as usize).cloned() else {
+            return;
+        };
+        let made = self.stream.seed_agent(agent, &def, self.mind.as_ref(), now);
         self.accept_now(made);
     }
 
+    /// Takes new memories: those of agents with a model go to it first
+    /// (a rating, or a look back's wording), the rest are accepted now.
     fn accept(&mut self, made: Vec<NewMemory>) {
         let Some(llm) = self.llm.clone() else {
             self.accept_now(made);

@@ -427,26 +427,42 @@ impl MemoryStream {
     pub fn seed(&mut self, defs: &[AgentDef], mind: &dyn Mind, now: GameSeconds) -> Vec<NewMemory> {
         let mut out = Vec::new();
         for (i, def) in defs.iter().enumerate().take(self.agents.len()) {
-            for seed in &def.file.memories {
-                let rated = mind.importance(&ImportanceInput {
-                    kind: MemoryKind::Observation,
-                    bond: None,
-                    novelty: 1.0,
-                    intensity: 0.0,
-                });
-                let memory = Memory {
-                    tags: seed.tags.clone(),
-                    ..Memory::new(
-                        0,
-                        MemoryKind::Observation,
-                        seed.content.clone(),
-                        seed.importance.unwrap_or(rated),
-                        now,
-                    )
-                };
-                self.stats.seeds += 1;
-                out.push(self.remember(i as u32, memory));
-            }
+            out.extend(self.seed_agent(i as u32, def, mind, now));
+        }
+        out
+    }
+
+    /// The seed memories of agent `agent`'s file `def`, made at `now`.
+    pub fn seed_agent(
+        &mut self,
+        agent: u32,
+        def: &AgentDef,
+        mind: &dyn Mind,
+        now: GameSeconds,
+    ) -> Vec<NewMemory> {
+        let mut out = Vec::new();
+        if agent as usize >= self.agents.len() {
+            return out;
+        }
+        for seed in &def.file.memories {
+            let rated = mind.importance(&ImportanceInput {
+                kind: MemoryKind::Observation,
+                bond: None,
+                novelty: 1.0,
+                intensity: 0.0,
+            });
+            let memory = Memory {
+                tags: seed.tags.clone(),
+                ..Memory::new(
+                    0,
+                    MemoryKind::Observation,
+                    seed.content.clone(),
+                    seed.importance.unwrap_or(rated),
+                    now,
+                )
+            };
+            self.stats.seeds += 1;
+            out.push(self.remember(agent, memory));
         }
         out
     }
