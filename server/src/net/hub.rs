@@ -154,30 +154,28 @@ impl HubCore {
     /// gets a fresh snapshot (spread over passes like any resync); agents
     /// that join or leave reach them as deltas.
     pub fn set_content(&mut self, defs: Arc<Vec<AgentDef>>, map: Arc<WorldMap>, changed: &[u32]) {
-        let seen_differently =
-            changed.iter().any(
-                |&i| match (self.defs.get(i as usize), defs.get(i as usize)) {
-                    (Some(a), Some(b)) => {
-                        a.file.name != b.file.name
-                            || !a
-                                .schedule
-                                .iter()
-                                .map(|x| &x.activity)
-                                .eq(b.schedule.iter().map(|x| &x.activity))
-                    }
-                    _ => false,
-                },
-            ) || !self
-                .map
-                .locations
-                .iter()
-                .map(|l| &l.name)
-                .eq(map.locations.iter().map(|l| &l.name));
         let resized = (self.map.width, self.map.height) != (map.width, map.height);
         if resized {
             self.mirror.resize(map.width, map.height);
         }
-        let seen_differently = seen_differently || resized;
+        let renamed = |i: &u32| match (self.defs.get(*i as usize), defs.get(*i as usize)) {
+            (Some(a), Some(b)) => {
+                a.file.name != b.file.name
+                    || !a
+                        .schedule
+                        .iter()
+                        .map(|x| &x.activity)
+                        .eq(b.schedule.iter().map(|x| &x.activity))
+            }
+            _ => false,
+        };
+        let places_renamed = !self
+            .map
+            .locations
+            .iter()
+            .map(|l| &l.name)
+            .eq(map.locations.iter().map(|l| &l.name));
+        let seen_differently = resized || places_renamed || changed.iter().any(renamed);
         self.defs = defs;
         self.map = map;
         if !seen_differently {
