@@ -299,13 +299,14 @@ fn swap(world: &mut World, reload: Reload) -> Result<Reloaded, ReloadRefused> {
         }
     } else {
         // only the changed agents: a reload costs what it changes
-        let index = world.resource::<AgentIndex>().0.clone();
         let mut targets: Vec<u32> = changed.iter().copied().collect();
         targets.sort_unstable();
-        for i in targets {
-            let Some(&e) = index.get(i as usize) else {
-                continue;
-            };
+        let index = &world.resource::<AgentIndex>().0;
+        let targets: Vec<Entity> = targets
+            .iter()
+            .filter_map(|&i| index.get(i as usize).copied())
+            .collect();
+        for e in targets {
             if let Ok((e, idx, activity, plan, movement)) = query.get_mut(world, e) {
                 ctx.fix(
                     e,
