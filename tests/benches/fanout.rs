@@ -233,7 +233,7 @@ fn raise_fd_limit(need: u64) -> u64 {
 }
 
 async fn run_all(args: &Args, server: Handle, fds: u64) -> String {
-    let map = hearth::content::synthetic::world(args.agents, 1).map;
+    let map = hearth_content::synthetic::world(args.agents, 1).map;
     let (width, height) = (map.width, map.height);
     eprintln!(
         "fanout: {} synthetic agents on a {width}×{height}-tile map, {} Hz, window {} s",

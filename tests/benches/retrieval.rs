@@ -15,11 +15,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hearth::mind::memory::{Memory, MemoryKind};
-use hearth::mind::retrieval::{HotMemories, Query, RetrievalParams, dot};
 use hearth_db::game_time::to_timestamp;
 use hearth_db::memories::{self, MemoryRow};
 use hearth_db::worlds;
+use hearth_mind::memory::{Memory, MemoryKind};
+use hearth_mind::retrieval::{HotMemories, Query, RetrievalParams, dot};
 use hearth_tests::TestDb;
 use pgvector::Vector;
 use rand::rngs::StdRng;

@@ -356,7 +356,7 @@ impl Server {
             .expect("a WebSocket URL");
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            hearth::net::protocol::SUBPROTOCOL
+            hearth_protocol::SUBPROTOCOL
                 .parse()
                 .expect("a header value"),
         );
@@ -367,7 +367,7 @@ impl Server {
             resp.headers()
                 .get("sec-websocket-protocol")
                 .and_then(|v| v.to_str().ok()),
-            Some(hearth::net::protocol::SUBPROTOCOL)
+            Some(hearth_protocol::SUBPROTOCOL)
         );
         ws
     }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use hearth::cli::{self, Cli};
-use hearth::net::auth::{
+use hearth_db::{DbError, accounts, connect, worlds};
+use hearth_net::auth::{
     Auth, AuthError, AuthSettings, Claims, Role, TokenKey, open_token, seal_token,
 };
-use hearth_db::{DbError, accounts, connect, worlds};
 use hearth_tests::TestDb;
 
 const PASSWORD: &str = "correct horse battery";

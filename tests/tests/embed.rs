@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use hearth::mind::embed::{
+use hearth_mind::embed::{
     EmbedConfig, EmbedError, Embedder, HashedEmbedder, HttpEmbedder, MiniLmEmbedder,
     default_model_dir, dot, from_config, resolve_dim,
 };

@@ -1,4 +1,4 @@
-//! The language-model client end to end: `hearth::mind::llm::Llm` against the
+//! The language-model client end to end: `hearth_mind::llm::Llm` against the
 //! scripted OpenAI-compatible server on 127.0.0.1 (real HTTP). What a request
 //! looks like for every kind, how failures fall back within the timeout
 //! (retries, Retry-After, timeouts, bad answers), JSON found in prose, the
@@ -15,10 +15,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth::content::AgentDef;
-use hearth::content::agent::LlmSettings;
-use hearth::content::synthetic;
-use hearth::mind::llm::{CallRecord, Kind, Llm, LlmConfig, LlmError, Prompts, Request};
+use hearth_content::AgentDef;
+use hearth_content::agent::LlmSettings;
+use hearth_content::synthetic;
+use hearth_mind::llm::{CallRecord, Kind, Llm, LlmConfig, LlmError, Prompts, Request};
 use hearth_tests::llm_server::{KIND_HEADER, Recorded, Reply, ScriptedLlm};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

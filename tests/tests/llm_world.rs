@@ -794,13 +794,13 @@ async fn a_player_is_answered_by_the_model() {
     let llm = ScriptedLlm::start().await;
     answer_validly(&llm);
     let server = start(&db, &llm, "llm-player", &["--llm-timeout", "1s"]).await;
-    hearth::net::auth::add_user(
+    hearth_net::auth::add_user(
         &db.client().await,
-        hearth::net::auth::UserAdd {
+        hearth_net::auth::UserAdd {
             name: "ada".into(),
             role: "player".parse().unwrap(),
             world: "llm-player".into(),
-            password: Some(hearth::net::auth::Password("correct horse battery".into())),
+            password: Some(hearth_net::auth::Password("correct horse battery".into())),
             email: None,
         },
     )

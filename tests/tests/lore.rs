@@ -9,9 +9,9 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
-use hearth::mind::lore::LoreDocument;
 use hearth_db::lore::{self, LoreChunkRow, LoreDocumentRow, LoreHit, RRF_K, SyncOutcome};
 use hearth_db::worlds;
+use hearth_mind::lore::LoreDocument;
 use hearth_tests::TestDb;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -428,7 +428,7 @@ async fn the_vector_list_uses_hnsw_and_keeps_a_small_world_visible() {
 #[tokio::test]
 async fn the_demo_lore_loads_syncs_and_answers() {
     let docs =
-        hearth::mind::lore::load_dir(&hearth_tests::workspace_root().join("assets/lore")).unwrap();
+        hearth_mind::lore::load_dir(&hearth_tests::workspace_root().join("assets/lore")).unwrap();
     assert!(docs.len() >= 3, "{} demo lore files", docs.len());
     let db = TestDb::migrated().await;
     let mut client = db.client().await;

@@ -10,11 +10,11 @@
 )]
 
 use chrono::NaiveDateTime;
-use hearth::mind::memory::{Memory, MemoryKind};
-use hearth::mind::retrieval::{HotMemories, Query, RetrievalParams, Weights};
 use hearth_db::game_time::{from_timestamp, to_timestamp};
 use hearth_db::memories::{self, MemoryRow};
 use hearth_db::{DbError, Scoring, worlds};
+use hearth_mind::memory::{Memory, MemoryKind};
+use hearth_mind::retrieval::{HotMemories, Query, RetrievalParams, Weights};
 use hearth_tests::TestDb;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -17,17 +17,17 @@ use axum::routing::post;
 use axum::{Json, Router};
 use clap::Parser;
 use hearth::cli::{self, Cli};
-use hearth::content::validate;
 use hearth::memories::{self, MemoriesError, QueryArgs};
-use hearth::mind::embed::{EmbedConfig, Embedder, HashedEmbedder, HttpEmbedder};
-use hearth::mind::service::MemoryService;
-use hearth::mind::stream::{MemoryStream, StreamConfig};
-use hearth::world::mind::RuleMind;
-use hearth::world::{Sim, SimConfig, runner};
+use hearth_content::validate;
 use hearth_db::agents::{self, AgentRow};
 use hearth_db::memories::MemoryRow;
 use hearth_db::{connect, game_time, worlds};
+use hearth_mind::embed::{EmbedConfig, Embedder, HashedEmbedder, HttpEmbedder};
+use hearth_mind::service::MemoryService;
+use hearth_mind::stream::{MemoryStream, StreamConfig};
 use hearth_tests::{TestDb, workspace_root};
+use hearth_world::mind::RuleMind;
+use hearth_world::{Sim, SimConfig, runner};
 use serde_json::{Value, json};
 
 fn pool(db: &TestDb) -> hearth_db::Pool {

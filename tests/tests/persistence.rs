@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hearth::cli::{self, Cli};
-use hearth::content::synthetic;
-use hearth::world::mind::RuleMind;
-use hearth::world::{Saved, Sim, SimConfig};
+use hearth_content::synthetic;
 use hearth_tests::TestDb;
+use hearth_world::mind::RuleMind;
+use hearth_world::{Saved, Sim, SimConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::{RngExt, SeedableRng};

@@ -107,13 +107,13 @@ async fn event(ws: &mut Ws, kind: &str) -> Value {
 /// made first).
 async fn designer_token(db: &TestDb, http: &str, world: &str) -> String {
     let client = db.client().await;
-    hearth::net::auth::add_user(
+    hearth_net::auth::add_user(
         &client,
-        hearth::net::auth::UserAdd {
+        hearth_net::auth::UserAdd {
             name: "dora".into(),
             role: "designer".parse().unwrap(),
             world: world.into(),
-            password: Some(hearth::net::auth::Password("correct horse battery".into())),
+            password: Some(hearth_net::auth::Password("correct horse battery".into())),
             email: None,
         },
     )
@@ -495,7 +495,7 @@ async fn hearth_reload_and_sigterm_against_a_running_server() {
         let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            hearth::net::protocol::SUBPROTOCOL.parse().unwrap(),
+            hearth_protocol::SUBPROTOCOL.parse().unwrap(),
         );
         tokio_tungstenite::connect_async(req).await.unwrap()
     };

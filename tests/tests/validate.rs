@@ -1,4 +1,4 @@
-//! `hearth::content::validate` end to end on the fixtures in
+//! `hearth_content::validate` end to end on the fixtures in
 //! `tests/fixtures/content/`: a valid map and agents that load, one broken
 //! agent file per kind of problem (each located exactly), broken maps and
 //! tilesets, and garbage that must give problems, never a panic.
@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth::content::validate::{self, Problem, Report};
+use hearth_content::validate::{self, Problem, Report};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/content")
@@ -452,11 +452,11 @@ fn committed_schemas_match_the_code() {
     for (file, schema) in [
         (
             "assets/schema/agent.schema.json",
-            hearth::content::agent::schema(),
+            hearth_content::agent::schema(),
         ),
         (
             "assets/schema/map.schema.json",
-            hearth::content::validate::map_schema(),
+            hearth_content::validate::map_schema(),
         ),
     ] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);

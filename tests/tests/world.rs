@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use hearth::content::{Content, synthetic, validate};
-use hearth::world::components::{Activity, Position, Talk};
-use hearth::world::schedule::due_block;
-use hearth::world::{Sim, SimConfig};
+use hearth_content::{Content, synthetic, validate};
 use hearth_tests::workspace_root;
+use hearth_world::components::{Activity, Position, Talk};
+use hearth_world::schedule::due_block;
+use hearth_world::{Sim, SimConfig};
 
 fn demo() -> Content {
     let root = workspace_root();
@@ -39,7 +39,7 @@ fn over_one_game_day_agents_follow_their_schedules_and_talk() {
             ..SimConfig::default()
         },
     );
-    let rng = hearth::world::rng::WorldRng::new(11);
+    let rng = hearth_world::rng::WorldRng::new(11);
     let defs = sim.defs().clone();
     let map = sim.map().clone();
     // (agent, block, occurrence day) -> (minutes due, minutes at the location)
@@ -170,7 +170,7 @@ fn synthetic_worlds_are_deterministic_too() {
 fn parallel_perception_gives_the_same_world_as_one_thread() {
     let run = |parallel: bool| {
         // large enough for the parallel pass (PARALLEL_MIN_AGENTS)
-        let n = hearth::world::perception::PARALLEL_MIN_AGENTS;
+        let n = hearth_world::perception::PARALLEL_MIN_AGENTS;
         let mut sim = Sim::new(
             synthetic::world(n, 8),
             SimConfig {

@@ -80,13 +80,13 @@ async fn closed(ws: &mut Ws) -> Option<u16> {
 
 async fn user(db: &TestDb, name: &str, role: &str, world: &str) {
     let client = db.client().await;
-    hearth::net::auth::add_user(
+    hearth_net::auth::add_user(
         &client,
-        hearth::net::auth::UserAdd {
+        hearth_net::auth::UserAdd {
             name: name.into(),
             role: role.parse().unwrap(),
             world: world.into(),
-            password: Some(hearth::net::auth::Password("correct horse battery".into())),
+            password: Some(hearth_net::auth::Password("correct horse battery".into())),
             email: None,
         },
     )
