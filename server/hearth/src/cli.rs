@@ -14,7 +14,9 @@ use hearth_db::migrate::{self, MigrationState};
 use hearth_db::{DbError, Migrations};
 use tokio_postgres::Client;
 
-use crate::config::{self, Config, ConfigError, Layered};
+use crate::config::{
+    self, Config, ConfigError, DEFAULT_AGENTS, DEFAULT_MAP, Layered, MAX_SYNTHETIC_AGENTS,
+};
 use crate::export::{self, ExportError};
 use crate::memories::{self, MemoriesError, QueryArgs};
 use crate::serve::{self, ServeError, ServeOptions};
@@ -266,13 +268,6 @@ impl EmbedArgs {
         });
     }
 }
-
-/// The most synthetic agents `simulate` accepts (about 6 KiB each).
-pub const MAX_SYNTHETIC_AGENTS: usize = 2_000_000;
-
-/// The demo world's content, relative to the working directory.
-pub const DEFAULT_AGENTS: &str = "agents";
-pub const DEFAULT_MAP: &str = "assets/maps/valley.tmj";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemaKind {

@@ -41,6 +41,13 @@ use hearth_mind::embed::EmbedConfig;
 use hearth_mind::llm::{LlmConfig, Structured};
 use hearth_net::ws::NetLimits;
 
+/// The most synthetic agents `simulate` accepts (about 6 KiB each).
+pub const MAX_SYNTHETIC_AGENTS: usize = 2_000_000;
+
+/// The demo world's content, relative to the working directory.
+pub const DEFAULT_AGENTS: &str = "agents";
+pub const DEFAULT_MAP: &str = "assets/maps/valley.tmj";
+
 /// The environment variable naming the configuration file (as `--config`).
 pub const FILE_ENV: &str = "HEARTH_CONFIG";
 /// The file read, when it exists in the working directory, without `--config`.
@@ -304,8 +311,8 @@ pub struct ContentSection {
 impl Default for ContentSection {
     fn default() -> Self {
         Self {
-            agents: PathBuf::from(crate::cli::DEFAULT_AGENTS),
-            map: PathBuf::from(crate::cli::DEFAULT_MAP),
+            agents: PathBuf::from(DEFAULT_AGENTS),
+            map: PathBuf::from(DEFAULT_MAP),
             lore: PathBuf::from("assets/lore"),
             prompts: PathBuf::from("assets/prompts"),
             watch: true,
@@ -908,7 +915,7 @@ impl Layered {
         at_least("database.hot_window", c.database.hot_window as u64, 1)?;
         within("world.tick_rate", c.world.tick_rate.into(), 1, 1000)?;
         if let Some(n) = c.content.synthetic_agents {
-            let max = crate::cli::MAX_SYNTHETIC_AGENTS as u64;
+            let max = MAX_SYNTHETIC_AGENTS as u64;
             within("content.synthetic_agents", n as u64, 0, max)?;
         }
         longer("llm.timeout", c.llm.timeout, ms(1))?;

@@ -12,7 +12,6 @@ use hearth_db::{DbError, Pool, agents, game_time, memories, worlds};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
-use crate::serve::{self, ServeError};
 use hearth_content::AgentDef;
 use hearth_mind::embed::{self, EmbedError, Embedder};
 use hearth_mind::memory::{Memory, MemoryKind};
@@ -43,8 +42,8 @@ pub enum MemoriesError {
     Db(#[from] DbError),
     #[error("embedder: {0}")]
     Embed(#[from] EmbedError),
-    #[error(transparent)]
-    Serve(#[from] ServeError),
+    #[error("lore: {0}")]
+    Lore(#[from] hearth_mind::lore_sync::LoreSyncError),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -324,6 +323,6 @@ pub async fn reembed(
         bar.set_position(done);
     }
     bar.finish_and_clear();
-    let lore = serve::embed_lore(pool, w.id, embedder).await?;
+    let lore = hearth_mind::lore_sync::embed_pending(pool, w.id, embedder).await?;
     Ok((done, lore))
 }

@@ -575,6 +575,25 @@ pub fn saved_from_db(saved: hearth_db::writer::SavedWorld) -> hearth_world::Save
     }
 }
 
+/// An agent file as the `agents` row it is registered as.
+pub fn agent_row(def: &AgentDef) -> hearth_db::agents::AgentRow {
+    let f = &def.file;
+    hearth_db::agents::AgentRow {
+        slug: f.id.clone(),
+        name: f.name.clone(),
+        definition: serde_json::to_value(f).unwrap_or_default(),
+        age: i32::try_from(f.age).ok(),
+        constitution: f.constitution.clone(),
+        background: f.background.clone(),
+        traits: serde_json::to_value(&f.traits).unwrap_or_default(),
+        likes: f.likes.clone(),
+        dislikes: f.dislikes.clone(),
+        primary_goal: Some(f.goals.primary.clone()),
+        secondary_goals: f.goals.secondary.clone(),
+        home_location: Some(f.home.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

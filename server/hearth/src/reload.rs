@@ -511,7 +511,7 @@ impl Reloader {
             let rows: Vec<agents::AgentRow> = changed
                 .iter()
                 .chain(&added)
-                .map(|&i| crate::serve::agent_row(&agents[i as usize]))
+                .map(|&i| crate::persist::agent_row(&agents[i as usize]))
                 .collect();
             let leaving: Vec<String> = removed.iter().map(slug).collect();
             let written = async {
@@ -544,7 +544,7 @@ impl Reloader {
                 agent_ids = Some(Arc::new(all));
             }
             if lore_changed
-                && let Err(e) = crate::serve::sync_lore(
+                && let Err(e) = hearth_mind::lore_sync::sync(
                     &store.pool,
                     store.world_id,
                     &self.paths.lore,

@@ -18,14 +18,14 @@ use hearth_db::connect::{self, DatabaseTarget};
 use hearth_db::lease::{self, Lease, LeaseError};
 use hearth_db::migrate::{self, MigrationState};
 use hearth_db::writer::{self as db_writer, WriterError, WriterOptions};
-use hearth_db::{DbError, Migrations, Pool, lore as lore_db, worlds};
+use hearth_db::{DbError, Migrations, Pool, worlds};
 use tracing::{info, warn};
 
 use crate::persist::{self as pipeline, SharedFeed};
 use crate::simulate::Timing;
 use hearth_content::{AgentDef, Content};
-use hearth_mind::embed::{self, EmbedConfig, EmbedError, Embedder};
-use hearth_mind::lore;
+use hearth_mind::embed::{self, EmbedConfig, EmbedError};
+use hearth_mind::lore_sync::{self, LoreSyncError};
 use hearth_mind::service::{MemoryService, ServiceError, Store};
 use hearth_mind::stream::{MemoryStream, StreamConfig};
 use hearth_world::mind::{Mind, RuleMind};
@@ -124,7 +124,7 @@ pub enum ServeError {
     #[error("memories: {0}")]
     Memories(#[from] ServiceError),
     #[error("lore: {0}")]
-    Lore(#[from] lore::LoreError),
+    Lore(#[from] LoreSyncError),
     #[error("language model: {0}")]
     Llm(#[from] hearth_mind::llm::LlmError),
     #[error(transparent)]
@@ -195,7 +195,7 @@ pub async fn run(
             let lease =
                 Lease::acquire(&config, world.id, &world.slug, &lease::this_process()).await?;
             let agent_ids = register_agents(&pool, world.id, &content.agents).await?;
-            sync_lore(&pool, world.id, &options.lore, embedder.clone()).await?;
+            lore_sync::sync(&pool, world.id, &options.lore, embedder.clone()).await?;
             let saved = {
                 let client = pool.get().await.map_err(DbError::from)?;
                 db_writer::load_saved(&client, world.id).await?
@@ -1011,7 +1011,7 @@ async fn register_agents(
     world_id: i64,
     defs: &[AgentDef],
 ) -> Result<Vec<i64>, ServeError> {
-    let rows: Vec<AgentRow> = defs.iter().map(agent_row).collect();
+    let rows: Vec<AgentRow> = defs.iter().map(pipeline::agent_row).collect();
     let client = pool.get().await.map_err(DbError::from)?;
     let ids = agents::upsert(&client, world_id, &rows).await?;
     let keep: Vec<String> = defs.iter().map(|d| d.file.id.clone()).collect();
@@ -1026,81 +1026,6 @@ async fn register_agents(
             })
         })
         .collect()
-}
-
-/// An agent file as the `agents` row it is registered as.
-pub fn agent_row(def: &AgentDef) -> AgentRow {
-    let f = &def.file;
-    AgentRow {
-        slug: f.id.clone(),
-        name: f.name.clone(),
-        definition: serde_json::to_value(f).unwrap_or_default(),
-        age: i32::try_from(f.age).ok(),
-        constitution: f.constitution.clone(),
-        background: f.background.clone(),
-        traits: serde_json::to_value(&f.traits).unwrap_or_default(),
-        likes: f.likes.clone(),
-        dislikes: f.dislikes.clone(),
-        primary_goal: Some(f.goals.primary.clone()),
-        secondary_goals: f.goals.secondary.clone(),
-        home_location: Some(f.home.clone()),
-    }
-}
-
-/// Brings the world's lore in the database in line with the lore directory
-/// (unchanged documents are left alone), then embeds the chunks that have no
-/// vector yet in the background.
-pub(crate) async fn sync_lore(
-    pool: &Pool,
-    world_id: i64,
-    dir: &std::path::Path,
-    embedder: Arc<dyn Embedder>,
-) -> Result<(), ServeError> {
-    if !dir.is_dir() {
-        info!(dir = %dir.display(), "no lore directory; the world has no lore");
-        return Ok(());
-    }
-    let documents = lore::load_dir(dir)?;
-    let mut client = pool.get().await.map_err(DbError::from)?;
-    let mut paths = Vec::with_capacity(documents.len());
-    for doc in &documents {
-        let (row, chunks) = doc.rows();
-        paths.push(row.path.clone());
-        lore_db::sync_document(&mut client, world_id, &row, &chunks).await?;
-    }
-    let removed = lore_db::remove_missing(&client, world_id, &paths).await?;
-    info!(
-        documents = documents.len(),
-        removed = removed.len(),
-        "lore synced"
-    );
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        if let Err(e) = embed_lore(&pool, world_id, embedder.as_ref()).await {
-            warn!(error = %e, "embedding lore failed; lore is searched by full text until it works");
-        }
-    });
-    Ok(())
-}
-
-/// Embeds every lore chunk of the world without a vector, in batches.
-pub async fn embed_lore(
-    pool: &Pool,
-    world_id: i64,
-    embedder: &dyn Embedder,
-) -> Result<u64, ServeError> {
-    let client = pool.get().await.map_err(DbError::from)?;
-    let mut done = 0;
-    loop {
-        let pending = lore_db::chunks_without_embedding(&client, world_id, 64).await?;
-        if pending.is_empty() {
-            return Ok(done);
-        }
-        let texts: Vec<String> = pending.iter().map(|c| c.text.clone()).collect();
-        let vectors = embedder.embed(&texts).await?;
-        let rows: Vec<(i64, Vec<f32>)> = pending.iter().map(|c| c.id).zip(vectors).collect();
-        done += lore_db::set_chunk_embeddings(&client, world_id, &rows).await?;
-    }
 }
 
 /// Logs a summary of the world's ticks every ten seconds.
