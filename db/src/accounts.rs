@@ -297,6 +297,15 @@ pub async fn find_session(client: &Client, id: i64) -> Result<Option<SessionRow>
     })
 }
 
+/// Deletes the accounts named `usernames` (their sessions, roles and
+/// characters go with them); returns how many there were.
+#[instrument(skip_all, fields(users = usernames.len()))]
+pub async fn delete_users(client: &Client, usernames: &[String]) -> Result<u64, DbError> {
+    Ok(client
+        .execute("DELETE FROM users WHERE username = ANY($1)", &[&usernames])
+        .await?)
+}
+
 /// Revokes session `id`; false when it was already revoked or does not exist.
 #[instrument(skip_all, fields(id))]
 pub async fn revoke_session(client: &Client, id: i64) -> Result<bool, DbError> {

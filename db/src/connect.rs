@@ -92,6 +92,14 @@ pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
 }
 
 /// A pool of up to `max_size` connections. Connections are made lazily.
+/// Whether the database answers a trivial query through `pool` (the
+/// readiness probe).
+pub async fn ping(pool: &Pool) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
 pub fn pool(config: Config, max_size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         config,

@@ -94,6 +94,26 @@ pub async fn get(client: &Client, slug: &str) -> Result<Option<World>, DbError> 
     }))
 }
 
+/// Deletes world `slug` with everything in it (agents, memories,
+/// characters and roles go with it by cascade); false when there was none.
+#[instrument(skip_all, fields(slug))]
+pub async fn delete(client: &Client, slug: &str) -> Result<bool, DbError> {
+    // A world filled from (near) empty moments ago, before autovacuum's
+    // analyze, has stale statistics: the cascade's per-row lookups are then
+    // planned as sequential scans, and deleting a 10k-agent world took over
+    // ten minutes instead of about three seconds.
+    client
+        .batch_execute(
+            "ANALYZE agents, agent_states, agent_memories, agent_relationships, \
+             agent_plans, agent_schedules, conversations, conversation_participants, messages",
+        )
+        .await?;
+    let n = client
+        .execute("DELETE FROM worlds WHERE slug = $1", &[&slug])
+        .await?;
+    Ok(n == 1)
+}
+
 /// Switches world `world_id` to another embedding model: in one transaction
 /// every stored vector of the world (memories and lore) is cleared — vectors
 /// of two models never mix — and the world records the new model and

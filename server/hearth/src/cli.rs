@@ -1720,23 +1720,10 @@ async fn loadtest_teardown(
     users: &[String],
 ) -> Result<(), String> {
     let client = connect_checked(target).await.map_err(|e| e.to_string())?;
-    // The run filled these tables from (near) empty within a minute, before
-    // autovacuum's analyze: with the old statistics, the cascade's per-row
-    // lookups are planned as sequential scans, and deleting a 10k-agent
-    // world took over ten minutes instead of about three seconds.
-    client
-        .batch_execute(
-            "ANALYZE agents, agent_states, agent_memories, agent_relationships, \
-             agent_plans, agent_schedules, conversations, conversation_participants, messages",
-        )
+    hearth_db::worlds::delete(&client, world)
         .await
         .map_err(|e| e.to_string())?;
-    client
-        .execute("DELETE FROM worlds WHERE slug = $1", &[&world])
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .execute("DELETE FROM users WHERE username = ANY($1)", &[&users])
+    hearth_db::accounts::delete_users(&client, users)
         .await
         .map_err(|e| e.to_string())?;
     Ok(())

@@ -118,12 +118,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "world not loaded\n").into_response();
     }
     if let Some(pool) = &state.pool {
-        let probe = async {
-            let client = pool.get().await.ok()?;
-            client.simple_query("SELECT 1").await.ok()
-        };
-        match tokio::time::timeout(Duration::from_secs(2), probe).await {
-            Ok(Some(_)) => {}
+        match tokio::time::timeout(Duration::from_secs(2), hearth_db::connect::ping(pool)).await {
+            Ok(Ok(())) => {}
             _ => {
                 return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response();
             }
