@@ -28,7 +28,7 @@ use hearth_world::components::{PlanStatus, Relationship, Step};
 use hearth_world::conversation::Conversation;
 use hearth_world::persist::{self, AgentSim, WorldSnapshot};
 use hearth_world::runner::TickOutput;
-use hearth_world::schedule::activity_label;
+use hearth_world::schedule::{ActivityLabel, activity_label};
 
 /// Frames that may wait between the world and the converter.
 const CHANNEL: usize = 4;
@@ -527,7 +527,7 @@ fn plan_row(ctx: &Context, agent_id: i64, a: &AgentSim, tick: i64) -> PlanRow {
         .collect();
     let mut goal: String = p.goal.chars().take(1000).collect();
     if goal.trim().is_empty() {
-        goal = "idle".into();
+        goal = ActivityLabel::Idle.as_str().into();
     }
     PlanRow {
         world_id: ctx.world_id,

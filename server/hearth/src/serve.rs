@@ -31,6 +31,7 @@ use hearth_mind::stream::{MemoryStream, StreamConfig};
 use hearth_world::mind::{Mind, RuleMind};
 use hearth_world::persist::PersistError;
 use hearth_world::runner;
+use hearth_world::schedule::ActivityLabel;
 use hearth_world::{Command, Sim, SimConfig};
 
 /// What `serve` runs, with the defaults of the demo world.
@@ -882,7 +883,7 @@ async fn think(
             } => {
                 if !thinker.llm().thinks(Some(agent))
                     || hearth_world::schedule::is_sleep(&activity)
-                    || ["idle", "free time"].contains(&activity.as_str())
+                    || ActivityLabel::parse(&activity).is_unoccupied()
                     || last_react
                         .get(&agent)
                         .is_some_and(|&at| now < at + REACT_COOLDOWN)

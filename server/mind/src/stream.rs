@@ -14,11 +14,11 @@ use crate::retrieval::{Candidate, HotMemories, Query, RetrievalParams, Scored, r
 use hearth_content::{AgentDef, DAY_MINUTES, LocationId, WorldMap};
 use hearth_world::WorldEvent;
 use hearth_world::mind::{ImportanceInput, Mind};
+use hearth_world::schedule::ActivityLabel;
 
 /// Game seconds in a game day.
 const DAY_SECONDS: u64 = DAY_MINUTES as u64 * 60;
 /// Activities that are not worth remembering: nothing happens in them.
-const IDLE: &[&str] = &["idle", "free time"];
 /// Recent memory keys an agent checks for repeats.
 const REPEAT_KEYS: usize = 64;
 /// Lines of a conversation kept in its memory.
@@ -527,7 +527,7 @@ impl MemoryStream {
                 location,
                 ..
             } => {
-                if IDLE.contains(&activity.as_str()) {
+                if ActivityLabel::parse(activity).is_unoccupied() {
                     self.stats.idle += 1;
                     return;
                 }
@@ -567,7 +567,9 @@ impl MemoryStream {
                 out.push(self.remember(*agent, memory));
             }
             WorldEvent::PlanChanged { agent, goal, .. } => {
-                if IDLE.contains(&goal.as_str()) || (*agent as usize) >= self.agents.len() {
+                if ActivityLabel::parse(goal).is_unoccupied()
+                    || (*agent as usize) >= self.agents.len()
+                {
                     self.stats.idle += 1;
                     return;
                 }

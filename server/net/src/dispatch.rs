@@ -26,6 +26,7 @@ use hearth_protocol::{
     ErrorCode, PlanSummary, ProtocolError, Relation, RequestId, Role, ScheduleSlot, ServerMessage,
 };
 use hearth_world::players::{Inspection, Listener, PlayerCommand, Who};
+use hearth_world::schedule::ActivityLabel;
 use hearth_world::view::ViewFrame;
 use hearth_world::{Command, WorldEvent};
 
@@ -412,11 +413,10 @@ impl Task {
             let Some(def) = self.core.defs().get(agent as usize).cloned() else {
                 continue;
             };
-            let activity = self
-                .core
-                .mirror()
-                .get(agent)
-                .map_or_else(|| "free time".to_owned(), |v| v.activity(&def).to_owned());
+            let activity = self.core.mirror().get(agent).map_or_else(
+                || ActivityLabel::FreeTime.as_str().to_owned(),
+                |v| v.activity(&def).to_owned(),
+            );
             self.seed = self.seed.wrapping_add(1);
             let ask = AnswerAsk {
                 agent,

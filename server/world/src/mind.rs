@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::components::{Needs, Plan, PlanStatus, Relationship, Step};
+use super::schedule::ActivityLabel;
 use hearth_content::map::WorldMap;
 use hearth_content::{AgentDef, LocationId, Tile};
 
@@ -178,7 +179,7 @@ pub fn rule_answer(agent: &AgentDef, ctx: &AnswerContext<'_>) -> String {
         (None, true) => parts.push("I'm not sure, to be honest.".to_owned()),
         (None, false) => {}
     }
-    if ctx.activity == "free time" {
+    if ActivityLabel::parse(ctx.activity) == ActivityLabel::FreeTime {
         parts.push("I have a little free time right now.".to_owned());
     } else {
         parts.push(format!(

@@ -15,6 +15,7 @@ use bevy_ecs::prelude::*;
 use super::clock::GameClock;
 use super::components::{Activity, AgentIdx, Needs, Perception, Position, Talk};
 use super::events::{Outbox, WorldEvent};
+use super::schedule::ActivityLabel;
 use super::{Defs, MapRes, SimConfig, Stats};
 use hearth_content::{LocationId, Tile, WorldMap};
 
@@ -321,13 +322,7 @@ pub fn perceive(
         for &(other, doing, distance) in &perception.fresh {
             let def = &defs.agents[other as usize];
             let block = (doing >> 8) as u16;
-            let label = if block == u16::MAX {
-                "free time"
-            } else {
-                def.schedule
-                    .get(block as usize)
-                    .map_or("idle", |b| b.activity.as_str())
-            };
+            let label = ActivityLabel::of_block(def, (block != u16::MAX).then_some(block)).as_str();
             outbox.push(
                 clock.tick,
                 WorldEvent::Perceived {

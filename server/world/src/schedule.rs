@@ -237,20 +237,98 @@ pub fn is_sleep(activity: &str) -> bool {
         .any(|w| WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)))
 }
 
+/// What an agent is doing, in the kinds the rules tell apart: a schedule
+/// entry by its designer's label, or one of the states no entry names.
+/// Labels travel as text (events, memories, prompts, the wire); this is
+/// the one place that text is made and read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityLabel<'a> {
+    /// A schedule entry, by its label ("bake bread").
+    Scheduled(&'a str),
+    /// Resting at home: exhaustion overrides the schedule.
+    Resting,
+    /// No schedule entry covers the time.
+    FreeTime,
+    /// The entry the agent was on is gone (a reload removed it).
+    Idle,
+}
+
+impl<'a> ActivityLabel<'a> {
+    /// The label of schedule entry `block` of `def` (free time for none).
+    pub fn of_block(def: &'a AgentDef, block: Option<u16>) -> Self {
+        match block {
+            Some(b) => def
+                .schedule
+                .get(usize::from(b))
+                .map_or(Self::Idle, |s| Self::Scheduled(s.activity.as_str())),
+            None => Self::FreeTime,
+        }
+    }
+
+    /// What `activity` is, for the agent `def`.
+    pub fn of(def: &'a AgentDef, activity: &Activity) -> Self {
+        match (activity.block, activity.override_reason) {
+            (None, Some(Override::Exhausted)) => Self::Resting,
+            (block, _) => Self::of_block(def, block),
+        }
+    }
+
+    /// A label as text reads back: the states by their words, anything
+    /// else a schedule entry.
+    pub fn parse(label: &'a str) -> Self {
+        match label {
+            "resting at home" => Self::Resting,
+            "free time" => Self::FreeTime,
+            "idle" => Self::Idle,
+            other => Self::Scheduled(other),
+        }
+    }
+
+    /// The words users read.
+    pub fn as_str(self) -> &'a str {
+        match self {
+            Self::Scheduled(label) => label,
+            Self::Resting => "resting at home",
+            Self::FreeTime => "free time",
+            Self::Idle => "idle",
+        }
+    }
+
+    /// Nothing in particular to do: free time, or no entry at all.
+    pub fn is_unoccupied(self) -> bool {
+        matches!(self, Self::FreeTime | Self::Idle)
+    }
+}
+
+impl std::fmt::Display for ActivityLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A short description of what an agent is doing.
 pub fn activity_label<'a>(def: &'a AgentDef, activity: &Activity) -> &'a str {
-    match (activity.block, activity.override_reason) {
-        (Some(b), _) => def
-            .schedule
-            .get(b as usize)
-            .map_or("idle", |s| s.activity.as_str()),
-        (None, Some(Override::Exhausted)) => "resting at home",
-        _ => "free time",
-    }
+    ActivityLabel::of(def, activity).as_str()
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn activity_labels_read_back_as_they_were_written() {
+        for label in [
+            ActivityLabel::Scheduled("bake bread"),
+            ActivityLabel::Resting,
+            ActivityLabel::FreeTime,
+            ActivityLabel::Idle,
+        ] {
+            assert_eq!(ActivityLabel::parse(label.as_str()), label);
+        }
+        assert!(ActivityLabel::parse("free time").is_unoccupied());
+        assert!(ActivityLabel::parse("idle").is_unoccupied());
+        assert!(!ActivityLabel::parse("resting at home").is_unoccupied());
+        assert!(!ActivityLabel::parse("bake bread").is_unoccupied());
+    }
     use std::collections::BTreeSet;
     use std::sync::Arc;
 

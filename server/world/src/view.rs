@@ -11,6 +11,7 @@ use bevy_ecs::prelude::*;
 use super::GameClock;
 use super::components::{Activity, AgentIdx, Facing, Needs, Override, Position};
 use super::players::Characters;
+use super::schedule::ActivityLabel;
 use hearth_content::{AgentDef, LocationId};
 
 /// What a client sees of an agent.
@@ -32,14 +33,12 @@ pub struct AgentView {
 impl AgentView {
     /// The activity's label, as the agent's definition names it.
     pub fn activity<'a>(&self, def: &'a AgentDef) -> &'a str {
-        match (self.block, self.reason) {
-            (b, _) if b != u16::MAX => def
-                .schedule
-                .get(b as usize)
-                .map_or("idle", |s| s.activity.as_str()),
-            (_, 1) => "resting at home",
-            _ => "free time",
-        }
+        let label = match (self.block, self.reason) {
+            (b, _) if b != u16::MAX => ActivityLabel::of_block(def, Some(b)),
+            (_, 1) => ActivityLabel::Resting,
+            _ => ActivityLabel::FreeTime,
+        };
+        label.as_str()
     }
 }
 
