@@ -39,8 +39,8 @@ use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, Expected, IntoDeserializer, MapAccess,
-    SeqAccess, Unexpected, Visitor,
+    self, DeserializeSeed, Deserializer, Expected, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, Visitor,
 };
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -81,38 +81,6 @@ const ID_SCAN_BYTES: usize = 1024;
 const MAX_QUOTED_CHARS: usize = 40;
 /// Longest detail of a `bad_request` message.
 const MAX_DETAIL_CHARS: usize = 400;
-
-/// Every client message `type`, in the order of the specification.
-pub const CLIENT_TYPES: [&str; 15] = [
-    "hello",
-    "subscribe",
-    "unsubscribe",
-    "move_to",
-    "say",
-    "start_conversation",
-    "end_conversation",
-    "interact",
-    "agent_detail",
-    "agent_memories",
-    "agent_prompt",
-    "pause",
-    "resume",
-    "set_time_scale",
-    "reload_content",
-];
-
-/// Every server message `type`.
-pub const SERVER_TYPES: [&str; 9] = [
-    "welcome",
-    "snapshot",
-    "delta",
-    "event",
-    "ok",
-    "error",
-    "agent_detail",
-    "agent_memories",
-    "agent_prompt",
-];
 
 // ---------------------------------------------------------------------------
 // Identifiers
@@ -391,27 +359,60 @@ impl<T: FromStr> Visitor<'_> for ParsedStr<T> {
 // ---------------------------------------------------------------------------
 // Client messages
 
-/// A message from a client. From [`decode`], checked: every field is
-/// present, of its type and within its range. Its derived `Deserialize`
-/// (for Rust clients in tests) checks types but not ranges.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientMessage {
-    Hello(Hello),
-    Subscribe(Subscribe),
-    Unsubscribe(Request),
-    MoveTo(MoveTo),
-    Say(Say),
-    StartConversation(StartConversation),
-    EndConversation(Request),
-    Interact(Interact),
-    AgentDetail(AgentQuery),
-    AgentMemories(MemoriesQuery),
-    AgentPrompt(PromptQuery),
-    Pause(Request),
-    Resume(Request),
-    SetTimeScale(SetTimeScale),
-    ReloadContent(Request),
+/// Declares [`ClientMessage`] from one list of `type` names and bodies:
+/// the enum (its serde tags), [`CLIENT_TYPES`], `type_name` and the
+/// decoder's dispatch on `type` all come from it, so a name is written once.
+macro_rules! client_messages {
+    ($($name:literal => $variant:ident($body:ty),)*) => {
+        /// A message from a client. From [`decode`], checked: every field is
+        /// present, of its type and within its range. Its derived
+        /// `Deserialize` (for Rust clients in tests) checks types but not
+        /// ranges.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum ClientMessage {
+            $(#[serde(rename = $name)] $variant($body),)*
+        }
+
+        /// Every client message `type`, in the order of the specification.
+        pub const CLIENT_TYPES: &[&str] = &[$($name),*];
+
+        impl ClientMessage {
+            /// The message's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)*
+                }
+            }
+        }
+
+        /// Deserializes the body of a message of type `kind`; `None` when no
+        /// message has that type.
+        fn decode_body(kind: &str, body: Json) -> Option<Result<ClientMessage, FieldError>> {
+            Some(match kind {
+                $($name => <$body>::deserialize(body).map(ClientMessage::$variant),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+client_messages! {
+    "hello" => Hello(Hello),
+    "subscribe" => Subscribe(Subscribe),
+    "unsubscribe" => Unsubscribe(Request),
+    "move_to" => MoveTo(MoveTo),
+    "say" => Say(Say),
+    "start_conversation" => StartConversation(StartConversation),
+    "end_conversation" => EndConversation(Request),
+    "interact" => Interact(Interact),
+    "agent_detail" => AgentDetail(AgentQuery),
+    "agent_memories" => AgentMemories(MemoriesQuery),
+    "agent_prompt" => AgentPrompt(PromptQuery),
+    "pause" => Pause(Request),
+    "resume" => Resume(Request),
+    "set_time_scale" => SetTimeScale(SetTimeScale),
+    "reload_content" => ReloadContent(Request),
 }
 
 impl ClientMessage {
@@ -433,27 +434,6 @@ impl ClientMessage {
             | Self::Pause(m)
             | Self::Resume(m)
             | Self::ReloadContent(m) => &m.id,
-        }
-    }
-
-    /// The message's `type`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Hello(_) => "hello",
-            Self::Subscribe(_) => "subscribe",
-            Self::Unsubscribe(_) => "unsubscribe",
-            Self::MoveTo(_) => "move_to",
-            Self::Say(_) => "say",
-            Self::StartConversation(_) => "start_conversation",
-            Self::EndConversation(_) => "end_conversation",
-            Self::Interact(_) => "interact",
-            Self::AgentDetail(_) => "agent_detail",
-            Self::AgentMemories(_) => "agent_memories",
-            Self::AgentPrompt(_) => "agent_prompt",
-            Self::Pause(_) => "pause",
-            Self::Resume(_) => "resume",
-            Self::SetTimeScale(_) => "set_time_scale",
-            Self::ReloadContent(_) => "reload_content",
         }
     }
 
@@ -857,34 +837,41 @@ impl From<Area> for RawArea {
 // ---------------------------------------------------------------------------
 // Server messages
 
-/// A message from the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage {
-    Welcome(Welcome),
-    Snapshot(Snapshot),
-    Delta(Delta),
-    Event {
-        tick: u64,
-        event: Event,
-    },
-    Ok {
-        id: RequestId,
-    },
-    Error(ProtocolError),
-    AgentDetail {
-        id: RequestId,
-        agent: AgentDetail,
-    },
-    AgentMemories {
-        id: RequestId,
-        memories: Vec<ScoredMemory>,
-    },
-    AgentPrompt {
-        id: RequestId,
-        prompt: String,
-        tokens: u32,
-    },
+/// Declares [`ServerMessage`] from one list of `type` names and variants:
+/// the enum (its serde tags), [`SERVER_TYPES`] and `type_name` come from it.
+macro_rules! server_messages {
+    ($($name:literal => $variant:ident $body:tt,)*) => {
+        /// A message from the server.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum ServerMessage {
+            $(#[serde(rename = $name)] $variant $body,)*
+        }
+
+        /// Every server message `type`.
+        pub const SERVER_TYPES: &[&str] = &[$($name),*];
+
+        impl ServerMessage {
+            /// The message's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $name,)*
+                }
+            }
+        }
+    };
+}
+
+server_messages! {
+    "welcome" => Welcome(Welcome),
+    "snapshot" => Snapshot(Snapshot),
+    "delta" => Delta(Delta),
+    "event" => Event { tick: u64, event: Event },
+    "ok" => Ok { id: RequestId },
+    "error" => Error(ProtocolError),
+    "agent_detail" => AgentDetail { id: RequestId, agent: AgentDetail },
+    "agent_memories" => AgentMemories { id: RequestId, memories: Vec<ScoredMemory> },
+    "agent_prompt" => AgentPrompt { id: RequestId, prompt: String, tokens: u32 },
 }
 
 impl ServerMessage {
@@ -899,21 +886,6 @@ impl ServerMessage {
             | Self::AgentDetail { id, .. }
             | Self::AgentMemories { id, .. }
             | Self::AgentPrompt { id, .. } => Some(id),
-        }
-    }
-
-    /// The message's `type`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Welcome(_) => "welcome",
-            Self::Snapshot(_) => "snapshot",
-            Self::Delta(_) => "delta",
-            Self::Event { .. } => "event",
-            Self::Ok { .. } => "ok",
-            Self::Error(_) => "error",
-            Self::AgentDetail { .. } => "agent_detail",
-            Self::AgentMemories { .. } => "agent_memories",
-            Self::AgentPrompt { .. } => "agent_prompt",
         }
     }
 }
@@ -1476,33 +1448,6 @@ pub fn encode(msg: &ServerMessage) -> String {
             })
         }
     }
-}
-
-/// Deserializes the body of a message of type `kind`; `None` when no
-/// message has that type.
-fn decode_body(kind: &str, body: Json) -> Option<Result<ClientMessage, FieldError>> {
-    fn read<T: DeserializeOwned>(body: Json) -> Result<T, FieldError> {
-        T::deserialize(body)
-    }
-    use ClientMessage as M;
-    Some(match kind {
-        "hello" => read(body).map(M::Hello),
-        "subscribe" => read(body).map(M::Subscribe),
-        "unsubscribe" => read(body).map(M::Unsubscribe),
-        "move_to" => read(body).map(M::MoveTo),
-        "say" => read(body).map(M::Say),
-        "start_conversation" => read(body).map(M::StartConversation),
-        "end_conversation" => read(body).map(M::EndConversation),
-        "interact" => read(body).map(M::Interact),
-        "agent_detail" => read(body).map(M::AgentDetail),
-        "agent_memories" => read(body).map(M::AgentMemories),
-        "agent_prompt" => read(body).map(M::AgentPrompt),
-        "pause" => read(body).map(M::Pause),
-        "resume" => read(body).map(M::Resume),
-        "set_time_scale" => read(body).map(M::SetTimeScale),
-        "reload_content" => read(body).map(M::ReloadContent),
-        _ => return None,
-    })
 }
 
 fn unknown_type(kind: &str) -> String {
