@@ -3,9 +3,11 @@
 //! are named `module::test`, so `cargo test -p hearth-tests --test it
 //! reload::` runs one module's.
 //!
-//! All of them run in one process, side by side: what a test changes for
-//! the whole process (the environment, the metrics recorder, files at fixed
-//! paths) it must not rely on being its own.
+//! All of them run in one process, side by side, so none may rely on
+//! having the process to itself: no test sets environment variables;
+//! scratch directories are named per test; a test that reads `/metrics`
+//! (one recorder per process) runs its server as a process of its own
+//! (`ServerBuilder::process`).
 //!
 //! - `auth`: accounts: register, login, verify and logout, roles per world, `hearth user add`.
 //! - `check`: `hearth db check` and the database commands, each failure with its message and exit code.
