@@ -7,7 +7,8 @@
 //! having the process to itself: no test sets environment variables;
 //! scratch directories are named per test; a test that reads `/metrics`
 //! (one recorder per process) runs its server as a process of its own
-//! (`ServerBuilder::process`).
+//! (`ServerBuilder::process`); and the tests that stop a PostgreSQL cluster
+//! of their own take [`OWN_CLUSTER`] first.
 //!
 //! - `auth`: accounts: register, login, verify and logout, roles per world, `hearth user add`.
 //! - `check`: `hearth db check` and the database commands, each failure with its message and exit code.
@@ -62,3 +63,9 @@ mod viewer;
 mod world;
 mod writer;
 mod ws;
+
+/// Held by each test that starts and stops a PostgreSQL cluster of its own
+/// (`cluster`, `outage`). Clusters pick their ports in one range, so one
+/// being created or started could take the port of another that is down,
+/// which would then come back on another port than its server was given.
+static OWN_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
