@@ -12,7 +12,7 @@
 #      fatal.
 #   4. Debian's chromium and chromium-driver (/usr/bin/chromium,
 #      /usr/bin/chromedriver), the headless browser that the web viewer's
-#      end-to-end test (tests/tests/viewer.rs) drives. Done before PostgreSQL.
+#      end-to-end test (tests/it/viewer.rs) drives. Done before PostgreSQL.
 # It is idempotent: run it again and it says everything is already present.
 # It says what it did, one line each, prefixed with "provision:".
 #

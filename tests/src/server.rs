@@ -23,12 +23,18 @@
 //! [`Server`] without stopping it tells it to shut down all the same (its
 //! stop channel closes), without waiting.
 //!
+//! [`ServerBuilder::process`] runs the real binary instead, as a process
+//! of its own, for a test that reads what is the process's rather than the
+//! server's: the metrics recorder behind `/metrics` is one per process, and
+//! every in-process server of the test binary counts into it.
+//!
 //! Game clients connect with [`Server::connect`] (protocol v1's
 //! subprotocol, checked) and talk through [`send`], [`next_json`] and
 //! [`answer`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,6 +73,7 @@ pub struct ServerBuilder {
     lore: String,
     args: Vec<String>,
     runtime: Option<Handle>,
+    process: Option<PathBuf>,
     ready_within: Duration,
 }
 
@@ -80,6 +87,7 @@ impl Default for ServerBuilder {
             lore: "no-lore-here".into(),
             args: Vec::new(),
             runtime: None,
+            process: None,
             ready_within: READY_WITHIN,
         }
     }
@@ -143,6 +151,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server as a process of its own, the `hearth` binary at `exe`
+    /// (a test passes `env!("CARGO_BIN_EXE_hearth-cli")`), with the same
+    /// flags, environment and working directory; its log goes to
+    /// `server.log` in its home. For a test that reads `/metrics`, whose
+    /// recorder is one per process. [`ServerBuilder::runtime`] does not
+    /// apply.
+    pub fn process(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.process = Some(exe.into());
+        self
+    }
+
     /// How long to wait for `/readyz` (default [`READY_WITHIN`]).
     pub fn ready_within(mut self, wait: Duration) -> Self {
         self.ready_within = wait;
@@ -186,6 +205,28 @@ impl ServerBuilder {
         argv.extend(self.args.iter().cloned());
         let cli = Cli::try_parse_from(&argv)
             .unwrap_or_else(|e| panic!("serve's flags {:?}: {e}", &argv[1..]));
+        if let Some(exe) = &self.process {
+            let log_path = home.join("server.log");
+            let log = std::fs::File::create(&log_path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+            let child = tokio::process::Command::new(exe)
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+            let mut server = Server {
+                addr,
+                home,
+                own_home,
+                stop: None,
+                task: None,
+                child: Some(child),
+            };
+            server.wait_ready(self.ready_within).await;
+            return server;
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let run = async move {
             cli::run(cli, &mut Vec::new(), async {
@@ -204,6 +245,7 @@ impl ServerBuilder {
             own_home,
             stop: Some(stop),
             task: Some(task),
+            child: None,
         };
         server.wait_ready(self.ready_within).await;
         server
@@ -219,6 +261,8 @@ pub struct Server {
     own_home: bool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), CliError>>>,
+    /// The server's process, when it runs in one of its own.
+    child: Option<tokio::process::Child>,
 }
 
 /// Why a server did not stop cleanly.
@@ -228,6 +272,8 @@ pub enum StopError {
     Failed(CliError),
     /// Its task panicked or was cancelled.
     Panicked(JoinError),
+    /// Its process (see [`ServerBuilder::process`]) exited unsuccessfully.
+    Exited(ExitStatus),
     /// It was still running after [`STOP_WITHIN`].
     TimedOut,
 }
@@ -237,6 +283,7 @@ impl fmt::Display for StopError {
         match self {
             StopError::Failed(e) => write!(f, "hearth serve ended with an error: {e}"),
             StopError::Panicked(e) => write!(f, "hearth serve panicked: {e}"),
+            StopError::Exited(status) => write!(f, "hearth serve exited with {status}"),
             StopError::TimedOut => write!(
                 f,
                 "hearth serve did not stop within {} s",
@@ -298,21 +345,56 @@ impl Server {
                 };
                 panic!("hearth serve ended while starting: {outcome}");
             }
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "hearth serve ended while starting: it exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "hearth serve on {} was not ready within {} s",
+                "hearth serve on {} was not ready within {} s{}",
                 self.addr,
-                within.as_secs()
+                within.as_secs(),
+                if self.child.is_some() {
+                    format!("; its log:\n{}", self.log_tail())
+                } else {
+                    String::new()
+                }
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Tells the server to shut down and waits for it (at most
-    /// [`STOP_WITHIN`]); its own home is removed afterwards.
+    /// The last lines of a server process's log.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.home.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Tells the server to shut down (a process gets SIGTERM) and waits for
+    /// it (at most [`STOP_WITHIN`]); its own home is removed afterwards.
     pub async fn try_stop(mut self) -> Result<(), StopError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(mut child) = self.child.take() {
+            terminate(&child);
+            let outcome = match tokio::time::timeout(STOP_WITHIN, child.wait()).await {
+                Ok(Ok(status)) if status.success() => Ok(()),
+                Ok(Ok(status)) => Err(StopError::Exited(status)),
+                Ok(Err(_)) | Err(_) => {
+                    let _ = child.kill().await;
+                    Err(StopError::TimedOut)
+                }
+            };
+            if self.own_home && outcome.is_ok() {
+                let _ = std::fs::remove_dir_all(&self.home);
+            }
+            return outcome;
         }
         let outcome = match self.task.take() {
             None => Ok(()),
@@ -338,6 +420,25 @@ impl Server {
         if let Err(e) = self.try_stop().await {
             panic!("stopping the server on {addr}: {e}");
         }
+    }
+}
+
+/// A server process dropped without [`Server::stop`] is told to shut down
+/// all the same, without waiting, as an in-process one is.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            terminate(child);
+        }
+    }
+}
+
+/// Sends SIGTERM to a server process still running.
+fn terminate(child: &tokio::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
 }
 

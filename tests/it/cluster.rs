@@ -22,6 +22,8 @@ impl Drop for TempDir {
 
 #[tokio::test]
 async fn create_find_stop_restart_keeps_data() {
+    // no other cluster of a test's own starts or stops meanwhile
+    let _alone = crate::OWN_CLUSTER.lock().await;
     let dir = TempDir(
         std::env::temp_dir().join(format!("hearth-cluster-test-{}", rand::random::<u32>())),
     );

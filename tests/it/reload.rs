@@ -213,12 +213,15 @@ async fn ticks(server: &Server) -> f64 {
 async fn an_edited_agent_takes_effect_live_and_keeps_its_memories() {
     let db = TestDb::migrated().await;
     let content = Content::copy("live");
+    // in a process of its own: the ticks and reloads counted in /metrics
+    // are then this server's alone (the recorder is one per process)
     let server = Server::builder()
         .db(&db)
         .world("reload")
         .lore(content.dir.join("lore"))
         .args(content.args())
         .args(["--time-scale", "30"])
+        .process(env!("CARGO_BIN_EXE_hearth-cli"))
         .start()
         .await;
     let mut ws = designer(&db, &server, "reload").await;

@@ -15,19 +15,32 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hearth_tests::TestDb;
-use hearth_tests::server::{Server, Ws, answer, next_json as next, send};
+use hearth_tests::server::{Server, ServerBuilder, Ws, answer, next_json as next, send};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// `hearth serve` of `world` with `agents` synthetic agents and `extra` flags.
-async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Server {
+fn serve(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> ServerBuilder {
     Server::builder()
         .db(db)
         .world(world)
         .synthetic_agents(agents)
         .args(extra.iter().copied())
         .ready_within(Duration::from_secs(90))
+}
+
+/// [`serve`], started in this process.
+async fn start(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Server {
+    serve(db, world, agents, extra).start().await
+}
+
+/// [`serve`], started as a process of its own: for a test that reads
+/// `/metrics`, whose counters are the whole process's (every in-process
+/// server of the test binary counts into them).
+async fn start_alone(db: &TestDb, world: &str, agents: usize, extra: &[&str]) -> Server {
+    serve(db, world, agents, extra)
+        .process(env!("CARGO_BIN_EXE_hearth-cli"))
         .start()
         .await
 }
@@ -445,7 +458,7 @@ async fn a_player_walks_to_an_agent_talks_and_is_answered() {
 #[tokio::test]
 async fn bad_input_gets_error_frames_then_the_right_close() {
     let db = TestDb::migrated().await;
-    let server = start(&db, "ws-bad", 20, &[]).await;
+    let server = start_alone(&db, "ws-bad", 20, &[]).await;
     // before hello: not_ready; a wrong world: not_found and a close
     let mut ws = server.connect().await;
     send(
@@ -653,7 +666,7 @@ async fn gaps(ws: &mut Ws, window: Duration) -> Vec<u128> {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_resynced_or_dropped_and_others_keep_pace() {
     let db = TestDb::migrated().await;
-    let server = start(
+    let server = start_alone(
         &db,
         "ws-slow",
         400,

@@ -2,8 +2,10 @@
 //! PostgreSQL cluster of this test's own, which is stopped for 30 s and
 //! started again. The world must keep ticking at its rate throughout, and
 //! every memory and message made during the outage must be in the database
-//! afterwards (the writer kept them and caught up), with no holes. A test
-//! binary of its own: it stops a server, which no other test may share.
+//! afterwards (the writer kept them and caught up), with no holes. The
+//! server is a process of its own, and the cluster it stops is this test's
+//! alone; no other test starts or stops a cluster of its own meanwhile
+//! (`OWN_CLUSTER`), which could take this one's port while it is down.
 
 #![allow(
     clippy::unwrap_used,
@@ -52,6 +54,7 @@ impl Drop for Home {
 
 #[tokio::test]
 async fn thirty_seconds_without_the_database_lose_nothing_and_stall_nothing() {
+    let _alone = crate::OWN_CLUSTER.lock().await;
     let dir = workspace_root().join(format!("target/outage-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

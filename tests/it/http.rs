@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn health_readiness_metrics_and_accounts() {
     let db = TestDb::migrated().await;
-    // up, then ready once the world runs
+    // up, then ready once the world runs; in a process of its own, so that
+    // /metrics is this server's alone (the recorder is one per process)
     let server = Server::builder()
         .db(&db)
         .world("web")
         .synthetic_agents(50)
+        .process(env!("CARGO_BIN_EXE_hearth-cli"))
         .ready_within(Duration::from_secs(60))
         .start()
         .await;
