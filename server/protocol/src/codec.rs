@@ -91,11 +91,11 @@ pub(crate) fn unknown_type(kind: &str) -> String {
     if SERVER_TYPES.contains(&kind) {
         return format!("unknown message type {shown}: the server sends it, clients do not");
     }
-    match closest(kind, &CLIENT_TYPES) {
+    match closest(kind, CLIENT_TYPES) {
         Some(close) => format!("unknown message type {shown}; did you mean `{close}`?"),
         None => format!(
             "unknown message type {shown}; the types are {}",
-            list(&CLIENT_TYPES)
+            list(CLIENT_TYPES)
         ),
     }
 }

@@ -649,14 +649,14 @@ fn areas_contain_and_tell_far_from_near() {
 
 #[test]
 fn suggestions_are_close_or_nothing() {
-    assert_eq!(closest("sya", &CLIENT_TYPES), Some("say"));
+    assert_eq!(closest("sya", CLIENT_TYPES), Some("say"));
     assert_eq!(
-        closest("agent_memory", &CLIENT_TYPES),
+        closest("agent_memory", CLIENT_TYPES),
         Some("agent_memories")
     );
-    assert_eq!(closest("reload", &CLIENT_TYPES), None);
-    assert_eq!(closest("zzz", &CLIENT_TYPES), None);
-    assert_eq!(closest("", &CLIENT_TYPES), None);
+    assert_eq!(closest("reload", CLIENT_TYPES), None);
+    assert_eq!(closest("zzz", CLIENT_TYPES), None);
+    assert_eq!(closest("", CLIENT_TYPES), None);
     assert_eq!(snake_case("startConversation"), "start_conversation");
     assert_eq!(snake_case("MOVE-TO"), "move_to");
 }
@@ -732,8 +732,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
 /// An object with a `type` (known or not), maybe an `id`, and fields.
 fn arb_message_like() -> impl Strategy<Value = Value> {
     let kind = prop_oneof![
-        prop::sample::select(&CLIENT_TYPES[..]).prop_map(Value::from),
-        prop::sample::select(&SERVER_TYPES[..]).prop_map(Value::from),
+        prop::sample::select(CLIENT_TYPES).prop_map(Value::from),
+        prop::sample::select(SERVER_TYPES).prop_map(Value::from),
         arb_json(),
     ];
     let id = prop_oneof![
