@@ -749,7 +749,7 @@ fn build_stage_problems(df: &Dockerfile, index: usize, repo: &Repo) -> Vec<Strin
         }
     }
     // files the crates compile in from outside their own directories
-    for krate in ["server", "db"] {
+    for krate in member_crates(repo).iter().filter(|c| *c != "tests") {
         for rel in compiled_in(repo, krate) {
             if !covered(&rel) {
                 problems.push(format!(
@@ -775,6 +775,31 @@ fn build_stage_problems(df: &Dockerfile, index: usize, repo: &Repo) -> Vec<Strin
 /// Paths (relative to the root) that `include_str!`, `include_bytes!` and
 /// `include_dir!` in `krate/src` read from outside `krate/`, leaving out
 /// those after a `#[cfg(test)]` (compiled by the tests only).
+/// The workspace members' directories, with `dir/*` globs expanded to the
+/// directories under `dir` that hold a `Cargo.toml`.
+fn member_crates(repo: &Repo) -> Vec<String> {
+    let mut crates = Vec::new();
+    for member in &repo.members {
+        match member.strip_suffix("/*") {
+            Some(dir) => {
+                let mut found: Vec<String> = std::fs::read_dir(repo.root.join(dir))
+                    .map(|entries| {
+                        entries
+                            .filter_map(Result::ok)
+                            .filter(|e| e.path().join("Cargo.toml").is_file())
+                            .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                found.sort();
+                crates.extend(found);
+            }
+            None => crates.push(member.clone()),
+        }
+    }
+    crates
+}
+
 fn compiled_in(repo: &Repo, krate: &str) -> BTreeSet<String> {
     let mut files = Vec::new();
     walk(&repo.root, &repo.root.join(krate).join("src"), &mut files);
@@ -1242,7 +1267,7 @@ fn dockerignore_follows_dockers_matching_rules() {
         ("docs/export.md", true),
         ("docs/keep.md", false),
         ("docs/sub/a.md", false),
-        ("server/src/main.rs", false),
+        ("server/hearth/src/main.rs", false),
     ] {
         assert_eq!(ignore.excludes(path), excluded, "{path}");
     }
@@ -1251,7 +1276,7 @@ fn dockerignore_follows_dockers_matching_rules() {
     for kept in [
         "agents/mei.json",
         "assets/maps/valley.tmj",
-        "server/src/main.rs",
+        "server/hearth/src/main.rs",
         "Cargo.lock",
     ] {
         assert!(!repo.ignore.excludes(kept), "{kept} is excluded");
