@@ -804,7 +804,11 @@ fn compiled_in(repo: &Repo, krate: &str) -> BTreeSet<String> {
     let mut files = Vec::new();
     walk(&repo.root, &repo.root.join(krate).join("src"), &mut files);
     let mut out = BTreeSet::new();
-    for file in files.iter().filter(|f| f.ends_with(".rs")) {
+    // a crate's `tests.rs` is its unit tests' module, compiled only for tests
+    for file in files
+        .iter()
+        .filter(|f| f.ends_with(".rs") && !f.ends_with("/tests.rs"))
+    {
         let text = read(&repo.root.join(file));
         let production = text.split("#[cfg(test)]").next().unwrap_or_default();
         for mac in ["include_str!(\"", "include_bytes!(\"", "include_dir!(\""] {

@@ -75,6 +75,8 @@ const UNREADABLE_FACTOR: usize = 4;
 const READ_BUFFER: usize = 8 * 1024;
 /// Messages written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a closing connection waits for the client's own close frame.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// What `/ws` needs; cheap to clone.
 #[derive(Debug, Clone)]
@@ -214,6 +216,7 @@ impl Bucket {
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 async fn send_text(sink: &mut Sink, msg: &ServerMessage) -> bool {
     let text = protocol::encode(msg);
@@ -222,13 +225,28 @@ async fn send_text(sink: &mut Sink, msg: &ServerMessage) -> bool {
     sink.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
-    let _ = sink
+/// Sends a close frame, then reads (and drops) what the client still sends
+/// until its own close frame, for at most [`CLOSE_DRAIN`]. Dropping a socket
+/// with unread data makes the kernel reset the connection, and a reset can
+/// discard the close frame before the client reads it (a flooding client
+/// would never learn why it was cut off).
+async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
+    let sent = sink
         .send(Message::Close(Some(CloseFrame {
             code,
             reason: reason.to_owned().into(),
         })))
         .await;
+    if sent.is_ok() {
+        let drain = async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    }
     let _ = sink.close().await;
 }
 
@@ -248,7 +266,13 @@ async fn connection(socket: WebSocket, state: WsState) {
     let (hello_id, session) = loop {
         let frame = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
-                close(&mut sink, 1008, "no hello within the time allowed").await;
+                close(
+                    &mut sink,
+                    &mut stream,
+                    1008,
+                    "no hello within the time allowed",
+                )
+                .await;
                 return;
             }
             Ok(None | Some(Err(_))) => return,
@@ -283,7 +307,7 @@ async fn connection(socket: WebSocket, state: WsState) {
                     return;
                 }
                 if abuse.hit(Instant::now()) {
-                    close(&mut sink, 1008, "too many errors").await;
+                    close(&mut sink, &mut stream, 1008, "too many errors").await;
                     return;
                 }
                 continue;
@@ -293,7 +317,7 @@ async fn connection(socket: WebSocket, state: WsState) {
                     return;
                 }
                 if abuse.hit(Instant::now()) {
-                    close(&mut sink, 1008, "too many errors").await;
+                    close(&mut sink, &mut stream, 1008, "too many errors").await;
                     return;
                 }
                 continue;
@@ -305,7 +329,7 @@ async fn connection(socket: WebSocket, state: WsState) {
                 // a refused hello ends the connection: there is nothing else to do on it
                 let reason = e.message.chars().take(100).collect::<String>();
                 let _ = send_text(&mut sink, &error_frame(e)).await;
-                close(&mut sink, 1008, &reason).await;
+                close(&mut sink, &mut stream, 1008, &reason).await;
                 return;
             }
         }
@@ -335,7 +359,7 @@ async fn connection(socket: WebSocket, state: WsState) {
         queue,
         session: session.clone(),
     }) {
-        close(&mut sink, 1001, "the server is shutting down").await;
+        close(&mut sink, &mut stream, 1001, "the server is shutting down").await;
         return;
     }
     debug!(client, role = ?session.role, user = ?session.user, "client connected");
@@ -351,7 +375,7 @@ async fn connection(socket: WebSocket, state: WsState) {
     state.hub.send(HubMsg::Disconnect { client });
     if let Some(Closing(code, reason)) = closing {
         debug!(client, code, reason = %reason, "closing");
-        close(&mut sink, code, &reason).await;
+        close(&mut sink, &mut stream, code, &reason).await;
     }
 }
 
@@ -438,7 +462,7 @@ async fn relay(
     state: &WsState,
     client: u64,
     sink: &mut Sink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut Stream,
     outbound: &mut mpsc::Receiver<Outbound>,
     abuse: &mut Abuse,
 ) -> Option<Closing> {
