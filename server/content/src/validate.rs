@@ -550,40 +550,9 @@ fn quote(text: &str) -> String {
     quoted
 }
 
-/// The candidate `word` is most likely a misspelling of, if any is close:
-/// case-insensitive Damerau–Levenshtein distance within a third of the
-/// length (at least 1), or a Jaro–Winkler similarity of 0.9 (long prefixes).
-fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let word = word.trim().to_lowercase();
-    if word.is_empty() {
-        return None;
-    }
-    let mut best: Option<(usize, f64, &str)> = None;
-    for candidate in candidates {
-        let lower = candidate.to_lowercase();
-        if lower == word {
-            return Some(candidate);
-        }
-        let distance = strsim::damerau_levenshtein(&word, &lower);
-        let similarity = strsim::jaro_winkler(&word, &lower);
-        let limit = (word.chars().count().max(lower.chars().count()) / 3).max(1);
-        if distance > limit && similarity < 0.9 {
-            continue;
-        }
-        let better = match best {
-            None => true,
-            Some((d, s, _)) => distance < d || (distance == d && similarity > s),
-        };
-        if better {
-            best = Some((distance, similarity, candidate));
-        }
-    }
-    best.map(|(_, _, c)| c)
-}
-
 /// `did you mean "x"?` for the closest candidate, if one is close.
 fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    suggest(word, candidates).map(|c| format!("did you mean {}?", quote(c)))
+    hearth_suggest::closest(word, candidates).map(|c| format!("did you mean {}?", quote(c)))
 }
 
 /// A did-you-mean, or else the list of what there is (when short).
@@ -606,20 +575,27 @@ mod tests {
     #[test]
     fn did_you_mean_finds_close_names_only() {
         let places = ["Bakery", "Tavern", "Town Square", "Mei's House"];
-        assert_eq!(suggest("Bakry", places), Some("Bakery"));
-        assert_eq!(suggest("bakery", places), Some("Bakery"));
-        assert_eq!(suggest("tavren", places), Some("Tavern"), "transposition");
-        assert_eq!(suggest("town squar", places), Some("Town Square"));
-        assert_eq!(suggest("Forge", places), None);
-        assert_eq!(suggest("", places), None);
+        assert_eq!(hearth_suggest::closest("Bakry", places), Some("Bakery"));
+        assert_eq!(hearth_suggest::closest("bakery", places), Some("Bakery"));
+        assert_eq!(
+            hearth_suggest::closest("tavren", places),
+            Some("Tavern"),
+            "transposition"
+        );
+        assert_eq!(
+            hearth_suggest::closest("town squar", places),
+            Some("Town Square")
+        );
+        assert_eq!(hearth_suggest::closest("Forge", places), None);
+        assert_eq!(hearth_suggest::closest("", places), None);
         let fields = ["home", "start_location", "name", "age"];
-        assert_eq!(suggest("homee", fields), Some("home"));
+        assert_eq!(hearth_suggest::closest("homee", fields), Some("home"));
         assert_eq!(
             suggest("start_loc", fields),
             Some("start_location"),
             "long common prefix"
         );
-        assert_eq!(suggest("xyz", fields), None);
+        assert_eq!(hearth_suggest::closest("xyz", fields), None);
         assert_eq!(
             did_you_mean("Bakry", places).as_deref(),
             Some("did you mean \"Bakery\"?")

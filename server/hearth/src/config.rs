@@ -598,16 +598,6 @@ fn invalid(origin: &Origin, key: &str, reason: &str) -> String {
     }
 }
 
-/// The best of `candidates` for a mistyped `word`, if any is close.
-fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
 /// A value as an error message shows it.
 fn describe(value: &toml::Value) -> String {
     match value {
@@ -791,7 +781,7 @@ impl Layered {
                     .iter()
                     .find(|k| k.section == *section && k.name == name);
                 if key.is_none() && !OTHER_ENV.contains(&var.as_str()) {
-                    let suggestion = closest(
+                    let suggestion = hearth_suggest::closest(
                         &name,
                         KEYS.iter()
                             .filter(|k| k.section == *section)
@@ -1028,7 +1018,8 @@ fn read_file(path: &Path, text: &str) -> Result<Vec<(&'static Key, toml::Value)>
                     suggestion: Some(format!("'{}'", key.path())),
                 });
             }
-            let suggestion = closest(&section, SECTIONS.iter().copied()).map(|s| format!("[{s}]"));
+            let suggestion = hearth_suggest::closest(&section, SECTIONS.iter().copied())
+                .map(|s| format!("[{s}]"));
             return Err(ConfigError::UnknownSection {
                 path: path.to_owned(),
                 section,
@@ -1044,7 +1035,7 @@ fn read_file(path: &Path, text: &str) -> Result<Vec<(&'static Key, toml::Value)>
         };
         for (name, value) in values {
             let Some(key) = find_key(&format!("{section}.{name}")) else {
-                let suggestion = closest(
+                let suggestion = hearth_suggest::closest(
                     &name,
                     KEYS.iter().filter(|k| k.section == section).map(|k| k.name),
                 )

@@ -3,9 +3,11 @@
 //! agents and syncing its lore), resume it from its last checkpoint or
 //! start it from the designer's files, run the simulation on its own thread
 //! with the memory service and the write-behind pipeline beside it, and on
-//! shutdown take a final checkpoint. Later parts (the WebSocket hub) start
-//! here. Touches the database through `hearth-db`, the world through its
-//! runner, memories through the memory service.
+//! shutdown take a final checkpoint. It starts the hub, the HTTP and
+//! WebSocket server and the content reloader, and hands each tick to its
+//! consumers through a [`Fanout`]. Touches the database through
+//! `hearth-db`, the world through its runner, memories through the memory
+//! service.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use hearth_db::writer::{self as db_writer, WriterError, WriterOptions};
 use hearth_db::{DbError, Migrations, Pool, worlds};
 use tracing::{info, warn};
 
+use crate::fanout::Fanout;
 use crate::persist::{self as pipeline, SharedFeed};
 use crate::simulate::Timing;
 use hearth_content::{AgentDef, Content};
@@ -376,7 +379,6 @@ pub async fn run(
     )
     .await?;
     // what agents' models are asked: lines, plans, reactions
-    let (want_lines, wanted_lines) = tokio::sync::mpsc::unbounded_channel::<(u64, Want)>();
     let thinker = llm.as_ref().map(|l| {
         let wait = (l.timeout() + Duration::from_secs(1)).as_secs_f64() * tick_rate as f64;
         sim.speak_through_models(
@@ -391,104 +393,40 @@ pub async fn run(
             Some(memories.downgrade()),
         )
     });
-    let want_lines = thinker.is_some().then_some(want_lines);
+    // what agents' models are asked: lines, plans, reactions
+    let (models, wanted) = match &thinker {
+        Some(t) => {
+            let (calls, wanted) = crate::think::ModelCalls::new(t.clone());
+            (Some(calls), Some(wanted))
+        }
+        None => (None, None),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Duration, usize)>(1024);
-    let feed = memories.clone();
-    let world_feed = persisting.as_ref().map(|p| p.feed.clone());
     // what clients see: the world publishes its view each tick for the hub
     sim.publish_view();
     let hub_core = hearth_net::hub::HubCore::new(sim.defs().clone(), sim.map().clone());
     let talk_radius = sim.config().talk_radius;
     let time_scale = sim.clock().time_scale();
     let frames = hearth_net::dispatch::Frames::default();
-    let world_frames = frames.clone();
     let game_now = Arc::new(std::sync::atomic::AtomicU64::new(sim.clock().seconds));
     let started_at = sim.clock().seconds;
     let started_tick = sim.clock().tick;
     let started_real = std::time::Instant::now();
-    let sink_now = game_now.clone();
     let dialogue: Arc<std::sync::Mutex<Vec<(u32, String)>>> = Arc::default();
-    let sink_dialogue = options.llm_report.as_ref().map(|_| dialogue.clone());
-    let sink_thinker = thinker.clone();
     let (world_agents, world_map) = (sim.defs().clone(), sim.map().clone());
-    let world = runner::spawn(sim, move |mut out| {
-        sink_now.store(out.game_seconds, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = &sink_thinker {
-            for (_, e) in &out.events {
-                if let hearth_world::WorldEvent::ContentReloaded(r) = e {
-                    t.set_content(r.agents.clone(), &r.map);
-                }
-            }
-        }
-        if let Some(d) = &sink_dialogue
-            && let Ok(mut d) = d.lock()
-            && d.len() < REPORT_LINES
-        {
-            for (_, e) in &out.events {
-                if let hearth_world::WorldEvent::Line { speaker, text, .. } = e {
-                    d.push((*speaker, text.clone()));
-                }
-            }
-        }
-        if let Some(f) = &world_feed
-            && let Ok(mut f) = f.lock()
-        {
-            f.tick(&mut out);
-        }
-        if let Some(want) = &want_lines {
-            let now = out.game_seconds;
-            out.events.retain(|(_, e)| match e {
-                hearth_world::WorldEvent::LineWanted(w) => {
-                    let _ = want.send((now, Want::Line((**w).clone())));
-                    false
-                }
-                hearth_world::WorldEvent::PlanWanted(w) => {
-                    let _ = want.send((now, Want::Plan((**w).clone())));
-                    false
-                }
-                hearth_world::WorldEvent::Perceived {
-                    agent,
-                    other,
-                    activity,
-                    ..
-                } => {
-                    let _ = want.send((
-                        now,
-                        Want::Seen {
-                            agent: *agent,
-                            other: *other,
-                            activity: activity.clone(),
-                        },
-                    ));
-                    true
-                }
-                hearth_world::WorldEvent::ActivityChanged {
-                    agent, activity, ..
-                } => {
-                    let _ = want.send((
-                        now,
-                        Want::Doing {
-                            agent: *agent,
-                            activity: activity.clone(),
-                        },
-                    ));
-                    true
-                }
-                _ => true,
-            });
-        }
-        world_frames.push(out.view.take(), &out.events, out.finished);
-        let events = std::mem::take(&mut out.events);
-        let count = events.len();
-        // unbounded and never blocking: the world never waits for memory
-        feed.tick(out.game_seconds, events);
-        // a slow consumer loses summaries, not ticks
-        let _ = tx.try_send((out.tick, out.duration, count));
-    })
-    .map_err(ServeError::WorldThread)?;
+    let mut fanout = Fanout {
+        clock: game_now.clone(),
+        report: options.llm_report.as_ref().map(|_| dialogue.clone()),
+        persistence: persisting.as_ref().map(|p| p.feed.clone()),
+        models,
+        hub: frames.clone(),
+        memories: memories.clone(),
+        timing: tx,
+    };
+    let world = runner::spawn(sim, move |out| fanout.tick(out)).map_err(ServeError::WorldThread)?;
     let reporter = tokio::spawn(report_ticks(rx));
-    if let Some(t) = &thinker {
-        tokio::spawn(think(wanted_lines, t.clone(), world.sender()));
+    if let (Some(t), Some(wanted)) = (&thinker, wanted) {
+        crate::think::spawn(wanted, t.clone(), world.sender());
     }
     // content reloads: from the watcher, SIGHUP and `reload_content`
     let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel::<crate::reload::Request>();
@@ -754,9 +692,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Lines of dialogue kept for the language model report.
-const REPORT_LINES: usize = 60;
-
 /// What the agents' models did over `spent` game seconds.
 fn llm_report(
     llm: &hearth_mind::llm::Llm,
@@ -822,103 +757,6 @@ fn llm_report(
             "text": t,
         })).collect::<Vec<_>>(),
     })
-}
-
-/// What the world wants of agents' models, or what they need to know.
-#[derive(Debug)]
-enum Want {
-    Line(hearth_world::events::LineWanted),
-    Plan(hearth_world::events::PlanWanted),
-    /// `agent` noticed `other` doing `activity`.
-    Seen {
-        agent: u32,
-        other: u32,
-        activity: String,
-    },
-    /// `agent` is now doing `activity`.
-    Doing {
-        agent: u32,
-        activity: String,
-    },
-}
-
-/// Game seconds between two reactions of one agent.
-const REACT_COOLDOWN: u64 = 3_600;
-
-/// Asks agents' models what the world wants (each on a task of its own)
-/// and hands the answers (or failures) back to the world. Reactions are
-/// asked at most once per agent per game hour, about something the agent
-/// has not asked about that day, never about someone idle or asleep.
-async fn think(
-    mut wanted: tokio::sync::mpsc::UnboundedReceiver<(u64, Want)>,
-    thinker: hearth_mind::cognition::Thinker,
-    world: std::sync::mpsc::Sender<Command>,
-) {
-    let mut doing: std::collections::HashMap<u32, String> = Default::default();
-    let mut last_react: std::collections::HashMap<u32, u64> = Default::default();
-    let mut asked: std::collections::HashSet<(u32, u32, String, u64)> = Default::default();
-    while let Some((now, want)) = wanted.recv().await {
-        let (t, w) = (thinker.clone(), world.clone());
-        match want {
-            Want::Line(line) => {
-                tokio::spawn(async move {
-                    let answer = t.line(&line, now).await;
-                    let _ = w.send(answer);
-                });
-            }
-            Want::Plan(plan) => {
-                tokio::spawn(async move {
-                    if let Some(answer) = t.plan(&plan, now).await {
-                        let _ = w.send(answer);
-                    }
-                });
-            }
-            Want::Doing { agent, activity } => {
-                doing.insert(agent, activity);
-            }
-            Want::Seen {
-                agent,
-                other,
-                activity,
-            } => {
-                if !thinker.llm().thinks(Some(agent))
-                    || hearth_world::schedule::is_sleep(&activity)
-                    || ActivityLabel::parse(&activity).is_unoccupied()
-                    || last_react
-                        .get(&agent)
-                        .is_some_and(|&at| now < at + REACT_COOLDOWN)
-                {
-                    continue;
-                }
-                let day = now / 86_400;
-                if !asked.insert((agent, other, activity.clone(), day)) {
-                    continue;
-                }
-                if asked.len() > 100_000 {
-                    asked.retain(|k| k.3 == day);
-                }
-                last_react.insert(agent, now);
-                let own = doing
-                    .get(&agent)
-                    .cloned()
-                    .unwrap_or_else(|| "my day".to_owned());
-                let name = thinker
-                    .defs()
-                    .get(other as usize)
-                    .map_or_else(|| "someone".to_owned(), |d| d.file.name.clone());
-                tokio::spawn(async move {
-                    let seen = format!("{name} is busy with: {activity}.");
-                    if let Some((action, minutes)) = t.react(agent, &own, &seen, now).await {
-                        let _ = w.send(Command::React {
-                            agent,
-                            action,
-                            minutes,
-                        });
-                    }
-                });
-            }
-        }
-    }
 }
 
 /// Writes the model calls' log (`llm_calls`) with the world's flushes until

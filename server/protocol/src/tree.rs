@@ -257,30 +257,10 @@ pub(crate) fn list(items: &[&str]) -> String {
     }
 }
 
-/// The candidate `word` most likely misspells, if one is close: compared in
-/// snake case (`moveTo` is `move_to`), within a Damerau–Levenshtein distance
-/// of a third of the length (at least 1) or a Jaro–Winkler similarity of 0.9.
+/// The candidate `word` most likely misspells, compared in snake case
+/// (`moveTo` is `move_to`) by the server's one rule ([`hearth_suggest`]).
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    if word.is_empty() || word.len() > 64 {
-        return None;
-    }
-    let word = snake_case(word);
-    let mut best: Option<(usize, f64, &str)> = None;
-    for &candidate in candidates {
-        if candidate == word {
-            return Some(candidate);
-        }
-        let distance = strsim::damerau_levenshtein(&word, candidate);
-        let similarity = strsim::jaro_winkler(&word, candidate);
-        let limit = (word.chars().count().max(candidate.len()) / 3).max(1);
-        if distance > limit && similarity < 0.9 {
-            continue;
-        }
-        if best.is_none_or(|(d, s, _)| distance < d || (distance == d && similarity > s)) {
-            best = Some((distance, similarity, candidate));
-        }
-    }
-    best.map(|(_, _, c)| c)
+    hearth_suggest::closest(&snake_case(word), candidates.iter().copied())
 }
 
 /// `moveTo`, `MoveTo`, `move-to` and `MOVE_TO` as `move_to`.
