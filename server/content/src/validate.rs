@@ -591,7 +591,7 @@ mod tests {
         let fields = ["home", "start_location", "name", "age"];
         assert_eq!(hearth_suggest::closest("homee", fields), Some("home"));
         assert_eq!(
-            suggest("start_loc", fields),
+            hearth_suggest::closest("start_loc", fields),
             Some("start_location"),
             "long common prefix"
         );

@@ -19,13 +19,16 @@ use crate::think::ModelCalls;
 /// Lines of dialogue kept for the language model report.
 pub const REPORT_LINES: usize = 60;
 
+/// Lines spoken, by speaker, for the language model report.
+pub type SpokenLines = Arc<Mutex<Vec<(u32, String)>>>;
+
 /// The consumers of the world's ticks.
 #[derive(Debug)]
 pub struct Fanout {
     /// Game seconds after the last tick (`--stop-after` reads it).
     pub clock: Arc<AtomicU64>,
     /// The first [`REPORT_LINES`] lines spoken, for `--llm-report`.
-    pub report: Option<Arc<Mutex<Vec<(u32, String)>>>>,
+    pub report: Option<SpokenLines>,
     /// The write-behind pipeline (none without a database).
     pub persistence: Option<SharedFeed>,
     /// Agents' models (none without a model): what the world wants of them.

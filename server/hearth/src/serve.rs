@@ -34,7 +34,6 @@ use hearth_mind::stream::{MemoryStream, StreamConfig};
 use hearth_world::mind::{Mind, RuleMind};
 use hearth_world::persist::PersistError;
 use hearth_world::runner;
-use hearth_world::schedule::ActivityLabel;
 use hearth_world::{Command, Sim, SimConfig};
 
 /// What `serve` runs, with the defaults of the demo world.
@@ -412,7 +411,7 @@ pub async fn run(
     let started_at = sim.clock().seconds;
     let started_tick = sim.clock().tick;
     let started_real = std::time::Instant::now();
-    let dialogue: Arc<std::sync::Mutex<Vec<(u32, String)>>> = Arc::default();
+    let dialogue = crate::fanout::SpokenLines::default();
     let (world_agents, world_map) = (sim.defs().clone(), sim.map().clone());
     let mut fanout = Fanout {
         clock: game_now.clone(),

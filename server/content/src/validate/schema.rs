@@ -86,7 +86,7 @@ impl Checker {
             })
             .unwrap_or_default();
         let hint = names.iter().find_map(|name| {
-            super::suggest(name, unknown.iter().copied())
+            hearth_suggest::closest(name, unknown.iter().copied())
                 .map(|k| format!("is {} a misspelling of {}?", quote(k), quote(name)))
         });
         let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
