@@ -58,7 +58,11 @@ mod tests {
         assert_eq!(closest("homee", fields), Some("home"));
         assert_eq!(closest("HOME", fields), Some("home"), "case is ignored");
         assert_eq!(closest("start_loc", fields), Some("start_location"));
-        assert_eq!(closest("sched", fields), Some("schedule"), "a long shared prefix");
+        assert_eq!(
+            closest("sched", fields),
+            Some("schedule"),
+            "a long shared prefix"
+        );
         assert_eq!(closest("forge", fields), None);
         assert_eq!(closest("", fields), None);
         assert_eq!(closest(&"home".repeat(20), fields), None, "too long");

@@ -37,9 +37,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::telemetry::LogFormat;
+
+mod keys;
 use hearth_mind::embed::EmbedConfig;
 use hearth_mind::llm::{LlmConfig, Structured};
 use hearth_net::ws::NetLimits;
+pub use keys::{KEYS, SECTIONS};
 
 /// The most synthetic agents `simulate` accepts (about 6 KiB each).
 pub const MAX_SYNTHETIC_AGENTS: usize = 2_000_000;
@@ -69,11 +72,6 @@ const OTHER_ENV: &[&str] = &[
     "HEARTH_LLM_REPORT",
 ];
 
-/// The configuration's sections, in the order `hearth config` prints them.
-pub const SECTIONS: &[&str] = &[
-    "server", "database", "world", "content", "llm", "embed", "net", "log",
-];
-
 /// What a key's value is, for reading it from an environment variable and
 /// for the first check of a file's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +84,6 @@ pub enum Kind {
     /// A whole number from 0 to this.
     Uint(i64),
 }
-
-const U32: Kind = Kind::Uint(u32::MAX as i64);
-const U64: Kind = Kind::Uint(i64::MAX);
 
 /// One key of `hearth.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,69 +108,6 @@ impl Key {
         )
     }
 }
-
-const fn key(section: &'static str, name: &'static str, kind: Kind) -> Key {
-    Key {
-        section,
-        name,
-        kind,
-    }
-}
-
-/// Every key, section by section, in the order `hearth config` prints
-/// them. A unit test keeps this list and [`Config`]'s fields the same.
-pub const KEYS: &[Key] = &[
-    key("server", "world", Kind::Text),
-    key("server", "world_name", Kind::Text),
-    key("server", "listen", Kind::Text),
-    key("server", "stop_after", Kind::Text),
-    key("server", "llm_report", Kind::Text),
-    key("database", "url", Kind::Text),
-    key("database", "pool_size", U32),
-    key("database", "migrate", Kind::Bool),
-    key("database", "flush_interval", Kind::Text),
-    key("database", "max_backlog", U64),
-    key("database", "hot_window", U32),
-    key("world", "seed", U64),
-    key("world", "tick_rate", U32),
-    key("world", "time_scale", U32),
-    key("content", "agents", Kind::Text),
-    key("content", "map", Kind::Text),
-    key("content", "lore", Kind::Text),
-    key("content", "prompts", Kind::Text),
-    key("content", "watch", Kind::Bool),
-    key("content", "synthetic_agents", U64),
-    key("llm", "url", Kind::Text),
-    key("llm", "model", Kind::Text),
-    key("llm", "api_key_env", Kind::Text),
-    key("llm", "timeout", Kind::Text),
-    key("llm", "max_concurrent", U32),
-    key("llm", "max_retries", U32),
-    key("llm", "requests_per_minute", U32),
-    key("llm", "tokens_per_game_day", U64),
-    key("llm", "temperature", Kind::Float),
-    key("llm", "max_tokens", U32),
-    key("llm", "structured", Kind::Text),
-    key("llm", "cache", U64),
-    key("embed", "url", Kind::Text),
-    key("embed", "model", Kind::Text),
-    key("embed", "api_key_env", Kind::Text),
-    key("embed", "dimensions", U32),
-    key("embed", "model_dir", Kind::Text),
-    key("embed", "timeout", Kind::Text),
-    key("embed", "batch_size", U32),
-    key("embed", "max_retries", U32),
-    key("net", "max_message_bytes", U32),
-    key("net", "commands_per_second", U32),
-    key("net", "command_burst", U32),
-    key("net", "max_connections", U32),
-    key("net", "client_queue", U32),
-    key("net", "ping_interval", Kind::Text),
-    key("net", "idle_timeout", Kind::Text),
-    key("net", "hello_timeout", Kind::Text),
-    key("net", "max_abuse", U32),
-    key("log", "format", Kind::Text),
-];
 
 /// The key at `section.name`.
 pub fn find_key(path: &str) -> Option<&'static Key> {
@@ -978,7 +910,7 @@ impl Layered {
             None => out += "# File: none\n",
         }
         out += "# Secrets are redacted. Reference: docs/configuration.md\n";
-        for section in SECTIONS {
+        for section in SECTIONS.iter() {
             out += &format!("\n[{section}]\n");
             let values = table.get(*section).and_then(toml::Value::as_table);
             for key in KEYS.iter().filter(|k| k.section == *section) {
@@ -1321,7 +1253,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(sections, expected);
         // each key's kind is what its field takes
-        for key in KEYS {
+        for key in KEYS.iter() {
             let value = &table[key.section][key.name];
             check_value(key, value).unwrap_or_else(|e| panic!("{}: {e}", key.path()));
         }
@@ -1503,7 +1435,7 @@ mod tests {
         );
         assert_eq!(
             error("[database]\npool_size = -1\n", &[]),
-            "hearth.toml: [database] pool_size: expected an integer from 0 to 4294967295, found -1"
+            "hearth.toml: [database] pool_size: expected an integer from 0 to 9223372036854775807, found -1"
         );
         assert_eq!(
             error("", &[("HEARTH_DATABASE_POOL_SIZE", "many")]),
@@ -1638,7 +1570,7 @@ mod tests {
     #[test]
     fn the_rendering_has_every_key_and_reads_back() {
         let shown = Layered::defaults().render().unwrap();
-        for key in KEYS {
+        for key in KEYS.iter() {
             assert!(
                 shown.contains(&format!("\n{} = ", key.name))
                     || shown.contains(&format!("\n# {} is unset", key.name)),
@@ -1672,7 +1604,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_the_defaults_and_names_every_key() {
-        let example = include_str!("../../../hearth.example.toml");
+        let example = include_str!("../../../../hearth.example.toml");
         assert_eq!(load(example, &[]).unwrap(), Config::default());
         let mut section = "";
         let mut seen = Vec::new();
@@ -1686,7 +1618,7 @@ mod tests {
                 seen.push(format!("{section}.{name}"));
             }
         }
-        for key in KEYS {
+        for key in KEYS.iter() {
             assert!(
                 seen.contains(&key.path()),
                 "{} is not in hearth.example.toml",
@@ -1697,8 +1629,8 @@ mod tests {
 
     #[test]
     fn the_documentation_names_every_key_and_variable() {
-        let docs = include_str!("../../../docs/configuration.md");
-        for key in KEYS {
+        let docs = include_str!("../../../../docs/configuration.md");
+        for key in KEYS.iter() {
             assert!(
                 docs.contains(&format!("`{}`", key.env())),
                 "{} is not in docs/configuration.md",
