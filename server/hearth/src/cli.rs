@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use hearth_db::check::{self, CheckError};
@@ -923,27 +923,55 @@ fn layered_config(
     Ok(layered)
 }
 
+/// What every command may read of the command line's global flags. The
+/// configuration is read by the commands that use it: a broken
+/// `hearth.toml` does not stop `validate` or `schema`.
+struct Context<'a> {
+    config: Option<&'a Path>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    home: &'a Path,
+}
+
+impl Context<'_> {
+    /// Defaults, `hearth.toml` and the environment, before the command's flags.
+    fn layered(&self) -> Result<Layered, CliError> {
+        Ok(layered_config(
+            self.config,
+            self.database_url.clone(),
+            self.log_format,
+        )?)
+    }
+
+    /// The configuration in effect, for commands with no flags of their own.
+    fn checked(&self) -> Result<Config, CliError> {
+        Ok(self.layered()?.finish()?)
+    }
+
+    /// The database at `url` (the embedded cluster when none) and the
+    /// migrations this binary carries.
+    fn database(&self, url: Option<&str>) -> Result<(DatabaseTarget, Migrations), CliError> {
+        let target = DatabaseTarget::resolve(url, self.home)?;
+        let migrations = Migrations::embedded().map_err(DbError::from)?;
+        Ok((target, migrations))
+    }
+}
+
 /// Runs one command. `shutdown` stops `serve`; other commands ignore it.
 pub async fn run(
     cli: Cli,
     out: &mut (dyn Write + Send),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CliError> {
-    // the configuration is read by the commands that use it: a broken
-    // hearth.toml does not stop `validate` or `schema`
-    let layered = || {
-        layered_config(
-            cli.config.as_deref(),
-            cli.database_url.clone(),
-            cli.log_format,
-        )
+    let ctx = Context {
+        config: cli.config.as_deref(),
+        database_url: cli.database_url.clone(),
+        log_format: cli.log_format,
+        home: &cli.home,
     };
-    let checked = || -> Result<Config, CliError> { Ok(layered()?.finish()?) };
-    let database = |url: Option<&str>| -> Result<(DatabaseTarget, Migrations), CliError> {
-        let target = DatabaseTarget::resolve(url, &cli.home)?;
-        let migrations = Migrations::embedded().map_err(DbError::from)?;
-        Ok((target, migrations))
-    };
+    let database = |url: Option<&str>| ctx.database(url);
+    let checked = || ctx.checked();
+    let layered = || ctx.layered();
     match cli.command {
         Command::Config { default } => {
             let layered = if default {
@@ -954,62 +982,7 @@ pub async fn run(
             layered.validate()?;
             write!(out, "{}", layered.render()?)?;
         }
-        Command::Serve(args) => {
-            let mut layered = layered()?;
-            args.apply(&mut layered);
-            let config = layered.finish()?;
-            let content = match config.content.synthetic_agents {
-                Some(n) => hearth_content::synthetic::world(n, config.world.seed),
-                None => validate::load(&config.content.agents, &config.content.map)
-                    .map_err(CliError::Content)?,
-            };
-            let sim = SimConfig {
-                seed: config.world.seed,
-                tick_rate: config.world.tick_rate,
-                game_minutes_per_second: config.world.time_scale,
-                ..SimConfig::default()
-            };
-            let generated = config.content.synthetic_agents.is_some();
-            #[allow(
-                clippy::needless_update,
-                reason = "every option is a key today; one added to ServeOptions takes its default until it is"
-            )]
-            let options = ServeOptions {
-                world: config.server.world.clone(),
-                world_name: config.server.world_name.clone(),
-                migrate: config.database.migrate,
-                pool_size: config.database.pool_size,
-                embed: config.embed.to_embed_config(),
-                home: cli.home.clone(),
-                lore: config.content.lore.clone(),
-                flush_interval: config.database.flush_interval,
-                hot_window: config.database.hot_window,
-                max_backlog: config.database.max_backlog,
-                listen: config.server.listen,
-                limits: config.net.limits(),
-                llm: config.llm.to_llm_config(),
-                prompts: Some(config.content.prompts.clone()),
-                stop_after: config.server.stop_after.map(|d| d.as_secs()),
-                llm_report: config.server.llm_report.clone(),
-                map_file: (!generated).then(|| config.content.map.clone()),
-                agents_dir: (!generated).then(|| config.content.agents.clone()),
-                watch: config.content.watch,
-                ..ServeOptions::default()
-            };
-            let db = if args.no_db {
-                None
-            } else {
-                Some(database(config.database.url.as_deref())?)
-            };
-            serve::run(
-                db.as_ref().map(|(t, m)| (t, m)),
-                content,
-                sim,
-                options,
-                shutdown,
-            )
-            .await?;
-        }
+        Command::Serve(args) => serve_command(&ctx, &args, shutdown).await?,
         Command::Reload { world, wait } => {
             let outcome = crate::reload::request(&cli.home, &world, wait).await?;
             writeln!(out, "{outcome}")?;
@@ -1037,57 +1010,7 @@ pub async fn run(
                 return Err(CliError::SloMissed(report.violations));
             }
         }
-        Command::Simulate(args) => {
-            let content = match args.synthetic_agents {
-                Some(n) if n > MAX_SYNTHETIC_AGENTS => {
-                    return Err(CliError::Usage(format!(
-                        "--synthetic-agents {n} is more than this build simulates ({MAX_SYNTHETIC_AGENTS}); \
-                         about 6 KiB of memory per agent is needed"
-                    )));
-                }
-                Some(n) => hearth_content::synthetic::world(n, args.seed),
-                None => {
-                    let mut layered = layered()?;
-                    args.content.apply(&mut layered);
-                    let config = layered.finish()?;
-                    validate::load(&config.content.agents, &config.content.map)
-                        .map_err(CliError::Content)?
-                }
-            };
-            let config = SimConfig {
-                seed: args.seed,
-                ..SimConfig::default()
-            };
-            // CPU-bound and alone on this runtime: the command has nothing else to do meanwhile
-            let report = match &args.tick_log {
-                None => simulate::run(content, config, args.ticks),
-                Some(path) => {
-                    let mut log = std::io::BufWriter::new(std::fs::File::create(path)?);
-                    writeln!(log, "tick,duration_us,events")?;
-                    let mut failed = None;
-                    let report = simulate::run_with(content, config, args.ticks, |tick, us, n| {
-                        if failed.is_none()
-                            && let Err(e) = writeln!(log, "{tick},{us},{n}")
-                        {
-                            failed = Some(e);
-                        }
-                    });
-                    if let Some(e) = failed {
-                        return Err(e.into());
-                    }
-                    log.flush()?;
-                    report
-                }
-            };
-            match args.report {
-                ReportFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                )?,
-                ReportFormat::Table => writeln!(out, "{report}")?,
-            }
-        }
+        Command::Simulate(args) => simulate_command(&ctx, &args, out)?,
         Command::Validate { paths, map } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from(DEFAULT_AGENTS), map.clone()]
@@ -1115,97 +1038,7 @@ pub async fn run(
             let (target, migrations) = database(checked()?.database.url.as_deref())?;
             db(cmd, &target, &migrations, out).await?;
         }
-        Command::Memories(cmd) => {
-            let mut layered = layered()?;
-            match &cmd {
-                MemoriesCommand::Query { embed, .. } | MemoriesCommand::Reembed { embed, .. } => {
-                    embed.apply(&mut layered);
-                }
-                MemoriesCommand::Prompt { embed, content, .. } => {
-                    embed.apply(&mut layered);
-                    content.apply(&mut layered);
-                }
-            }
-            let settings = layered.finish()?;
-            let embed_config = settings.embed.to_embed_config();
-            let (target, _) = database(settings.database.url.as_deref())?;
-            let config = target.config().await?;
-            connect_checked(&target).await?;
-            let pool = connect::pool(config, 4)?;
-            match cmd {
-                MemoriesCommand::Query {
-                    world,
-                    agent,
-                    text,
-                    k,
-                    explain,
-                    embed: _,
-                } => {
-                    let embedder = embed::from_config(&embed_config, &cli.home)
-                        .map_err(MemoriesError::from)?;
-                    let args = QueryArgs {
-                        world,
-                        agent,
-                        text,
-                        k: k.clamp(1, 1000),
-                        explain,
-                    };
-                    memories::query(&pool, embedder.as_ref(), &args, out).await?;
-                }
-                MemoriesCommand::Prompt {
-                    world,
-                    agent,
-                    text,
-                    k,
-                    max_tokens,
-                    content: _,
-                    embed: _,
-                } => {
-                    let content = validate::load(&settings.content.agents, &settings.content.map)
-                        .map_err(CliError::Content)?;
-                    let Some(def) = content.agents.iter().find(|a| a.file.id == agent) else {
-                        return Err(CliError::Usage(format!(
-                            "no agent '{agent}' in the content (agent ids are file ids, e.g. 'amara')"
-                        )));
-                    };
-                    let embedder = embed::from_config(&embed_config, &cli.home)
-                        .map_err(MemoriesError::from)?;
-                    let args = QueryArgs {
-                        world,
-                        agent: agent.clone(),
-                        text,
-                        k: k.clamp(1, 1000),
-                        explain: false,
-                    };
-                    memories::prompt(
-                        &pool,
-                        embedder.as_ref(),
-                        &args,
-                        def,
-                        &content.agents,
-                        max_tokens.clamp(64, 1_000_000),
-                        out,
-                    )
-                    .await?;
-                }
-                MemoriesCommand::Reembed {
-                    world,
-                    batch,
-                    embed: _,
-                } => {
-                    let embedder = embed::from_config(&embed_config, &cli.home)
-                        .map_err(MemoriesError::from)?;
-                    let (memories, lore) =
-                        memories::reembed(&pool, embedder.as_ref(), &world, batch).await?;
-                    writeln!(
-                        out,
-                        "re-embedded {memories} memories and {lore} lore chunks of '{world}' with {}",
-                        embedder.model()
-                    )?;
-                }
-            }
-            pool.close();
-        }
+        Command::Memories(cmd) => memories_command(&ctx, cmd, out).await?,
         Command::Export { world, output } => {
             let (target, migrations) = database(checked()?.database.url.as_deref())?;
             let mut client = connect_checked(&target).await?;
@@ -1244,6 +1077,200 @@ pub async fn run(
             writeln!(out, "{added}")?;
         }
     }
+    Ok(())
+}
+
+/// `hearth serve`: the configuration with the command's flags, the content
+/// it names (or a synthetic world), then the server until `shutdown`.
+async fn serve_command(
+    ctx: &Context<'_>,
+    args: &ServeArgs,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), CliError> {
+    let mut layered = ctx.layered()?;
+    args.apply(&mut layered);
+    let config = layered.finish()?;
+    let content = match config.content.synthetic_agents {
+        Some(n) => hearth_content::synthetic::world(n, config.world.seed),
+        None => validate::load(&config.content.agents, &config.content.map)
+            .map_err(CliError::Content)?,
+    };
+    let sim = SimConfig {
+        seed: config.world.seed,
+        tick_rate: config.world.tick_rate,
+        game_minutes_per_second: config.world.time_scale,
+        ..SimConfig::default()
+    };
+    let options = config.serve_options(ctx.home);
+    let db = if args.no_db {
+        None
+    } else {
+        Some(ctx.database(config.database.url.as_deref())?)
+    };
+    serve::run(
+        db.as_ref().map(|(t, m)| (t, m)),
+        content,
+        sim,
+        options,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `hearth simulate`: the world headless, as fast as it goes, and its report.
+fn simulate_command(
+    ctx: &Context<'_>,
+    args: &SimulateArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let content = match args.synthetic_agents {
+        Some(n) if n > MAX_SYNTHETIC_AGENTS => {
+            return Err(CliError::Usage(format!(
+                "--synthetic-agents {n} is more than this build simulates ({MAX_SYNTHETIC_AGENTS}); \
+                 about 6 KiB of memory per agent is needed"
+            )));
+        }
+        Some(n) => hearth_content::synthetic::world(n, args.seed),
+        None => {
+            let mut layered = ctx.layered()?;
+            args.content.apply(&mut layered);
+            let config = layered.finish()?;
+            validate::load(&config.content.agents, &config.content.map)
+                .map_err(CliError::Content)?
+        }
+    };
+    let config = SimConfig {
+        seed: args.seed,
+        ..SimConfig::default()
+    };
+    // CPU-bound and alone on this runtime: the command has nothing else to do meanwhile
+    let report = match &args.tick_log {
+        None => simulate::run(content, config, args.ticks),
+        Some(path) => {
+            let mut log = std::io::BufWriter::new(std::fs::File::create(path)?);
+            writeln!(log, "tick,duration_us,events")?;
+            let mut failed = None;
+            let report = simulate::run_with(content, config, args.ticks, |tick, us, n| {
+                if failed.is_none()
+                    && let Err(e) = writeln!(log, "{tick},{us},{n}")
+                {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            log.flush()?;
+            report
+        }
+    };
+    match args.report {
+        ReportFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        )?,
+        ReportFormat::Table => writeln!(out, "{report}")?,
+    }
+    Ok(())
+}
+
+/// `hearth memories query|prompt|reembed`.
+async fn memories_command(
+    ctx: &Context<'_>,
+    cmd: MemoriesCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let mut layered = ctx.layered()?;
+    match &cmd {
+        MemoriesCommand::Query { embed, .. } | MemoriesCommand::Reembed { embed, .. } => {
+            embed.apply(&mut layered);
+        }
+        MemoriesCommand::Prompt { embed, content, .. } => {
+            embed.apply(&mut layered);
+            content.apply(&mut layered);
+        }
+    }
+    let settings = layered.finish()?;
+    let embed_config = settings.embed.to_embed_config();
+    let (target, _) = ctx.database(settings.database.url.as_deref())?;
+    let config = target.config().await?;
+    connect_checked(&target).await?;
+    let pool = connect::pool(config, 4)?;
+    match cmd {
+        MemoriesCommand::Query {
+            world,
+            agent,
+            text,
+            k,
+            explain,
+            embed: _,
+        } => {
+            let embedder =
+                embed::from_config(&embed_config, ctx.home).map_err(MemoriesError::from)?;
+            let args = QueryArgs {
+                world,
+                agent,
+                text,
+                k: k.clamp(1, 1000),
+                explain,
+            };
+            memories::query(&pool, embedder.as_ref(), &args, out).await?;
+        }
+        MemoriesCommand::Prompt {
+            world,
+            agent,
+            text,
+            k,
+            max_tokens,
+            content: _,
+            embed: _,
+        } => {
+            let content = validate::load(&settings.content.agents, &settings.content.map)
+                .map_err(CliError::Content)?;
+            let Some(def) = content.agents.iter().find(|a| a.file.id == agent) else {
+                return Err(CliError::Usage(format!(
+                    "no agent '{agent}' in the content (agent ids are file ids, e.g. 'amara')"
+                )));
+            };
+            let embedder =
+                embed::from_config(&embed_config, ctx.home).map_err(MemoriesError::from)?;
+            let args = QueryArgs {
+                world,
+                agent: agent.clone(),
+                text,
+                k: k.clamp(1, 1000),
+                explain: false,
+            };
+            memories::prompt(
+                &pool,
+                embedder.as_ref(),
+                &args,
+                def,
+                &content.agents,
+                max_tokens.clamp(64, 1_000_000),
+                out,
+            )
+            .await?;
+        }
+        MemoriesCommand::Reembed {
+            world,
+            batch,
+            embed: _,
+        } => {
+            let embedder =
+                embed::from_config(&embed_config, ctx.home).map_err(MemoriesError::from)?;
+            let (memories, lore) =
+                memories::reembed(&pool, embedder.as_ref(), &world, batch).await?;
+            writeln!(
+                out,
+                "re-embedded {memories} memories and {lore} lore chunks of '{world}' with {}",
+                embedder.model()
+            )?;
+        }
+    }
+    pool.close();
     Ok(())
 }
 

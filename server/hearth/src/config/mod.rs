@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::serve::ServeOptions;
 use crate::telemetry::LogFormat;
 
 mod keys;
@@ -106,6 +107,41 @@ impl Key {
             self.section.to_ascii_uppercase(),
             self.name.to_ascii_uppercase()
         )
+    }
+}
+
+impl Config {
+    /// What `hearth serve` runs with, under `home`. Content files are
+    /// watched and reloaded only when the world is loaded from them (not
+    /// for `synthetic_agents`).
+    #[expect(
+        clippy::needless_update,
+        reason = "every option is a key today; one added to ServeOptions takes its default until it is"
+    )]
+    pub fn serve_options(&self, home: &Path) -> ServeOptions {
+        let from_files = self.content.synthetic_agents.is_none();
+        ServeOptions {
+            world: self.server.world.clone(),
+            world_name: self.server.world_name.clone(),
+            migrate: self.database.migrate,
+            pool_size: self.database.pool_size,
+            embed: self.embed.to_embed_config(),
+            home: home.to_path_buf(),
+            lore: self.content.lore.clone(),
+            flush_interval: self.database.flush_interval,
+            hot_window: self.database.hot_window,
+            max_backlog: self.database.max_backlog,
+            listen: self.server.listen,
+            limits: self.net.limits(),
+            llm: self.llm.to_llm_config(),
+            prompts: Some(self.content.prompts.clone()),
+            stop_after: self.server.stop_after.map(|d| d.as_secs()),
+            llm_report: self.server.llm_report.clone(),
+            map_file: from_files.then(|| self.content.map.clone()),
+            agents_dir: from_files.then(|| self.content.agents.clone()),
+            watch: self.content.watch,
+            ..ServeOptions::default()
+        }
     }
 }
 
